@@ -1,0 +1,3 @@
+module github.com/daxstack/daxstack
+
+go 1.26

@@ -1,0 +1,204 @@
+package stack
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"syscall"
+)
+
+// SectorSize is the size of a sector in bytes.
+const SectorSize = 512
+
+// errSuspended reports that an I/O reached a suspended device; the I/O
+// path parks until it resumes and retries from the top.
+type errSuspended struct{ d *Device }
+
+func (e errSuspended) Error() string { return e.d.Name() + " is suspended" }
+
+// do performs a read or write of buf at byte offset off of top.
+func (p *Pool) do(top *Device, buf []byte, off int64, write bool) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("%w: negative offset %d", ErrInvalid, off)
+	}
+	done := 0
+	for done < len(buf) {
+		tok := p.gate.enter()
+		n, err := p.pieces(top, buf[done:], off+int64(done), write)
+		p.gate.exit(tok)
+		done += n
+		if err == nil {
+			break
+		}
+		var s errSuspended
+		if errors.As(err, &s) {
+			p.waitResume(s.d)
+			continue
+		}
+		return done, err
+	}
+	return done, nil
+}
+
+func (p *Pool) waitResume(d *Device) {
+	p.resumeM.Lock()
+	for d.suspended.Load() {
+		p.resumed.Wait()
+	}
+	p.resumeM.Unlock()
+}
+
+// pieces does as much of the I/O as it can, one contiguous run at a time,
+// and returns how many bytes it moved.
+func (p *Pool) pieces(top *Device, buf []byte, off int64, write bool) (int, error) {
+	op := "read"
+	if write {
+		op = "write"
+	}
+	done := 0
+	for done < len(buf) {
+		pos := uint64(off) + uint64(done)
+		sector, intra := pos/SectorSize, pos%SectorSize
+		if size := top.Size(); sector >= size {
+			if top.suspended.Load() {
+				return done, errSuspended{top}
+			}
+			if write {
+				return done, &IOError{Op: op, Device: top.Name(), Sector: sector, Err: syscall.ENOSPC}
+			}
+			return done, io.EOF
+		}
+		r, err := p.resolve(top, sector, op)
+		if err != nil {
+			return done, err
+		}
+		n := min(uint64(len(buf)-done), r.run*SectorSize-intra)
+		chunk := buf[done : done+int(n)]
+		if r.leaf == nil { // no backing store: zeros in, writes dropped
+			if !write {
+				clear(chunk)
+			}
+			done += int(n)
+			continue
+		}
+		at := int64(r.sector*SectorSize + intra)
+		var m int
+		if write {
+			m, err = r.leaf.leaf.WriteAt(chunk, at)
+		} else {
+			m, err = r.leaf.leaf.ReadAt(chunk, at)
+		}
+		done += m
+		if err != nil {
+			failed := (pos + uint64(m)) / SectorSize
+			p.endIOError(top, failed, err)
+			return done, &IOError{Op: op, Device: top.Name(), Sector: failed, Err: err}
+		}
+	}
+	return done, nil
+}
+
+// resolved is where a sector of a mapped device lives.
+type resolved struct {
+	leaf   *Dev   // nil: no backing store (zero target)
+	sector uint64 // sector on leaf
+	run    uint64 // sectors that stay contiguous from there
+}
+
+// resolve maps sector of top down to a leaf.
+func (p *Pool) resolve(top *Device, sector uint64, op string) (resolved, error) {
+	run := ^uint64(0)
+	d := &top.dev
+	for d.md != nil {
+		md := d.md
+		if md.suspended.Load() {
+			return resolved{}, errSuspended{md}
+		}
+		t := md.active.Load()
+		if sector >= t.Size() {
+			return resolved{}, &IOError{Op: op, Device: md.Name(), Sector: sector, Err: syscall.EIO}
+		}
+		seg := &t.segs[t.ix.find(sector)]
+		m, err := seg.Target.Map(sector - seg.Begin)
+		if err != nil {
+			if errors.Is(err, ErrKill) {
+				err = syscall.EIO
+			}
+			return resolved{}, &IOError{Op: op, Device: md.Name(), Sector: sector, Err: err}
+		}
+		run = min(run, m.Run)
+		if m.Dev == nil {
+			return resolved{run: run}, nil
+		}
+		d, sector = m.Dev, m.Sector
+	}
+	if size := d.leaf.Size(); sector >= size {
+		return resolved{}, &IOError{Op: op, Device: d.Name(), Sector: sector, Err: syscall.EIO}
+	} else {
+		run = min(run, size-sector)
+	}
+	return resolved{leaf: d, sector: sector, run: run}, nil
+}
+
+// endIOError tells every EndIOer target on the path of a failed sector.
+func (p *Pool) endIOError(top *Device, sector uint64, err error) {
+	d := &top.dev
+	for d.md != nil {
+		t := d.md.active.Load()
+		i, ok := t.Find(sector)
+		if !ok {
+			return
+		}
+		seg := &t.segs[i]
+		m, merr := seg.Target.Map(sector - seg.Begin)
+		if e, ok := seg.Target.(EndIOer); ok {
+			e.EndIO(sector-seg.Begin, m, err)
+		}
+		if merr != nil || m.Dev == nil {
+			return
+		}
+		d, sector = m.Dev, m.Sector
+	}
+}
+
+// Step is one level of the path of a sector down a stack (see Trace).
+type Step struct {
+	Device  *Device // the mapped device at this level
+	Sector  uint64  // the sector on Device
+	Segment Segment // the segment holding it
+	Child   *Dev    // where it maps; nil for targets without a child
+	CSector uint64  // the sector on Child
+	Run     uint64  // sectors from Sector that stay contiguous on Child
+	Err     error   // non-nil when I/O to the sector fails at this level
+}
+
+// Trace returns the path of sector of d down to a leaf: one Step per
+// mapped device. A sector past the end of a table ends the path with a
+// Step whose Err is set.
+func (p *Pool) Trace(d *Device, sector uint64) ([]Step, error) {
+	var steps []Step
+	for dev := &d.dev; dev.md != nil; {
+		md := dev.md
+		t := md.active.Load()
+		i, ok := t.Find(sector)
+		if !ok {
+			if len(steps) == 0 {
+				return nil, fmt.Errorf("%w: sector %d is outside %s (%d sectors)", ErrInvalid, sector, md.Name(), t.Size())
+			}
+			steps = append(steps, Step{Device: md, Sector: sector, Err: syscall.EIO})
+			break
+		}
+		seg := t.segs[i]
+		m, err := seg.Target.Map(sector - seg.Begin)
+		st := Step{Device: md, Sector: sector, Segment: seg, Child: m.Dev, CSector: m.Sector, Run: m.Run}
+		if err != nil {
+			st.Err, st.Child = syscall.EIO, nil
+		}
+		steps = append(steps, st)
+		if st.Child == nil {
+			break
+		}
+		dev, sector = m.Dev, m.Sector
+	}
+	return steps, nil
+}
