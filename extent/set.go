@@ -299,10 +299,12 @@ type elemCursor struct {
 
 type elemHeap []elemCursor
 
-func (h elemHeap) Len() int           { return len(h) }
-func (h elemHeap) Less(i, j int) bool { return h[i].run.Elem(h[i].i).Start < h[j].run.Elem(h[j].i).Start }
-func (h elemHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *elemHeap) Push(x any)        { *h = append(*h, x.(elemCursor)) }
+func (h elemHeap) Len() int { return len(h) }
+func (h elemHeap) Less(i, j int) bool {
+	return h[i].run.Elem(h[i].i).Start < h[j].run.Elem(h[j].i).Start
+}
+func (h elemHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *elemHeap) Push(x any)   { *h = append(*h, x.(elemCursor)) }
 func (h *elemHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]
