@@ -58,6 +58,14 @@ type EndIOer interface {
 	EndIO(off uint64, m Mapping, err error)
 }
 
+// Failer is implemented by targets some of whose sectors always fail,
+// whatever lies below them: the error target, all of them. The reverse map
+// counts these sectors as bad ranges at the target's own level.
+type Failer interface {
+	// Failing returns the always-failing sectors, relative to the segment.
+	Failing() extent.Set
+}
+
 // Messager is implemented by targets that accept `dmsetup message`. A
 // non-empty reply is printed by the caller.
 type Messager interface {

@@ -47,6 +47,11 @@ func (t *errTarget) Map(off uint64) (stack.Mapping, error) {
 	return stack.Mapping{Run: t.len - off}, stack.ErrKill
 }
 
+// Failing returns the whole segment: every sector of it fails.
+func (t *errTarget) Failing() extent.Set {
+	return extent.Of(extent.Extent{Start: 0, Len: t.len})
+}
+
 // Rmap returns nothing: no sector of the segment holds data of the child.
 func (t *errTarget) Rmap(*stack.Dev, extent.Set) extent.Set { return extent.Set{} }
 

@@ -1,0 +1,5 @@
+package stack_test
+
+import "time"
+
+var timeZero = time.Time{}
