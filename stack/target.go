@@ -66,6 +66,16 @@ type Failer interface {
 	Failing() extent.Set
 }
 
+// Splitter is implemented by targets that can express part of their
+// segment as a segment of its own: Split returns the parameters of a
+// segment covering segment sectors [off, off+n) that maps them exactly as
+// this one does (linear: the device and a moved offset). ok is false when
+// no such segment exists (a striped cut that is not a whole number of
+// stripe rows).
+type Splitter interface {
+	Split(off, n uint64) (params string, ok bool)
+}
+
 // Messager is implemented by targets that accept `dmsetup message`. A
 // non-empty reply is printed by the caller.
 type Messager interface {

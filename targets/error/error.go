@@ -52,6 +52,10 @@ func (t *errTarget) Failing() extent.Set {
 	return extent.Of(extent.Extent{Start: 0, Len: t.len})
 }
 
+// Split returns no parameters: a piece of an error segment is an error
+// segment, and the kernel prints none.
+func (t *errTarget) Split(off, n uint64) (string, bool) { return "", true }
+
 // Rmap returns nothing: no sector of the segment holds data of the child.
 func (t *errTarget) Rmap(*stack.Dev, extent.Set) extent.Set { return extent.Set{} }
 

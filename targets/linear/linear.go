@@ -59,5 +59,10 @@ func (l *linear) Areas() []stack.Area {
 	return []stack.Area{{Dev: l.dev, Start: l.start, Len: l.len}}
 }
 
+// Split moves the offset: any cut of a linear segment is linear.
+func (l *linear) Split(off, n uint64) (string, bool) {
+	return l.dev.Ref() + " " + strconv.FormatUint(l.start+off, 10), true
+}
+
 func (l *linear) Table() string  { return l.dev.Ref() + " " + strconv.FormatUint(l.start, 10) }
 func (l *linear) Status() string { return "" }

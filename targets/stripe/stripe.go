@@ -92,6 +92,22 @@ func New(ti *stack.TargetInfo, args []string) (stack.Target, error) {
 	return s, nil
 }
 
+// Split cuts the segment at whole stripe rows (#stripes*chunk sectors):
+// such a piece is a striped segment whose stripes start off/#stripes
+// further on. Any other cut would change the mapping, so it is refused.
+func (s *striped) Split(off, n uint64) (string, bool) {
+	row := s.k * s.chunk
+	if off%row != 0 || n%row != 0 {
+		return "", false
+	}
+	var b strings.Builder
+	b.WriteString(strconv.FormatUint(s.k, 10) + " " + strconv.FormatUint(s.chunk, 10))
+	for i := range s.stripes {
+		b.WriteString(" " + s.stripes[i].dev.Ref() + " " + strconv.FormatUint(s.stripes[i].start+off/s.k, 10))
+	}
+	return b.String(), true
+}
+
 // log2 returns log2(v) for a power of two, else -1.
 func log2(v uint64) int {
 	if v&(v-1) != 0 {

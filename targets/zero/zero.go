@@ -31,6 +31,9 @@ func (z *zero) Map(off uint64) (stack.Mapping, error) {
 	return stack.Mapping{Run: z.len - off}, nil
 }
 
+// Split: a piece of a zero segment is a zero segment.
+func (z *zero) Split(off, n uint64) (string, bool) { return "", true }
+
 func (z *zero) Rmap(*stack.Dev, extent.Set) extent.Set { return extent.Set{} }
 func (z *zero) Areas() []stack.Area                    { return nil }
 func (z *zero) Table() string                          { return "" }
