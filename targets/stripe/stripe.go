@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/daxstack/daxstack/extent"
 	"github.com/daxstack/daxstack/stack"
@@ -67,7 +68,7 @@ func New(ti *stack.TargetInfo, args []string) (stack.Target, error) {
 		return nil, stack.Errorf("Not enough destinations specified", nil)
 	}
 	if uint64(k) > uint64(len(args)) {
-		return nil, stack.Errorf("Memory allocation for striped context failed", nil)
+		return nil, stack.Errorf("Memory allocation for striped context failed", syscall.ENOMEM)
 	}
 	s := &striped{
 		stripes:    make([]stripe, k),
