@@ -145,7 +145,7 @@ func (p *Pool) build(d *Device, lines []Line) (*Table, *builder, error) {
 		if (i == 0 && l.Start != 0) || (i > 0 && l.Start != next) {
 			return fail(l, l.Type, fmt.Sprintf("%s: %s: Gap in table (-EINVAL)", b.name, l.Type), ErrInvalid)
 		}
-		if l.Start+l.Len > maxTableSize {
+		if l.Len > maxTableSize-l.Start { // Start is 0 or the previous end, so at most maxTableSize
 			return fail(l, l.Type, fmt.Sprintf("%s: %s: table longer than %d sectors (-EINVAL)", b.name, l.Type, maxTableSize), ErrInvalid)
 		}
 		ti := &TargetInfo{Begin: l.Start, Len: l.Len, Type: l.Type, Device: b.name, b: b}
