@@ -61,11 +61,11 @@ func CheckName(name string) error {
 	case name == "":
 		return fmt.Errorf("%w: device name cannot be empty", ErrInvalid)
 	case strings.Contains(name, "/"):
-		return fmt.Errorf("%w: Name %q invalid. It contains \"/\".", ErrInvalid, name)
+		return fmt.Errorf("%w: Name \"%s\" invalid. It contains \"/\".", ErrInvalid, name)
 	case name == "control" || name == "." || name == "..":
 		return fmt.Errorf("%w: device name cannot be \"control\", \".\", or \"..\"", ErrInvalid)
 	case len(name) >= NameLen:
-		return fmt.Errorf("%w: Name %q too long.", ErrInvalid, name)
+		return fmt.Errorf("%w: Name \"%s\" too long.", ErrInvalid, name)
 	}
 	return nil
 }
@@ -73,7 +73,7 @@ func CheckName(name string) error {
 // CheckUUID checks a UUID's length as dmsetup does.
 func CheckUUID(uuid string) error {
 	if len(uuid) >= UUIDLen {
-		return fmt.Errorf("%w: UUID %q too long.", ErrInvalid, uuid)
+		return fmt.Errorf("%w: UUID \"%s\" too long.", ErrInvalid, uuid)
 	}
 	return nil
 }
