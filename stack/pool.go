@@ -525,10 +525,9 @@ func (p *Pool) Rename(d *Device, name string) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
-	if o := p.byName[name]; o != nil {
-		if o == d {
-			return nil
-		}
+	// As in dm_hash_rename, the new name must be free: the device's own
+	// name is taken too.
+	if p.byName[name] != nil {
 		return fmt.Errorf("%w: Unable to change name on mapped device %s to one that already exists: %s", ErrBusy, d.Name(), name)
 	}
 	delete(p.byName, d.Name())
