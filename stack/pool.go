@@ -537,21 +537,27 @@ func (p *Pool) Rename(d *Device, name string) error {
 	return nil
 }
 
-// SetUUID gives d a UUID. As in the kernel, a UUID can only be set once.
+// SetUUID gives d a UUID. As in the kernel, a UUID can only be set once,
+// must not be empty, and must not be in use.
 func (p *Pool) SetUUID(d *Device, uuid string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.checkLive(d); err != nil {
 		return err
 	}
+	if uuid == "" {
+		return fmt.Errorf("%w: Invalid new mapped device name or uuid string supplied.", ErrInvalid)
+	}
 	if err := CheckUUID(uuid); err != nil {
 		return err
 	}
+	// dm_hash_rename's order: the new UUID must be free (the device's own
+	// included), then the device must have none.
+	if p.byUUID[uuid] != nil {
+		return fmt.Errorf("%w: Unable to change uuid on mapped device %s to one that already exists: %s", ErrExists, d.Name(), uuid)
+	}
 	if cur := d.UUID(); cur != "" {
 		return fmt.Errorf("%w: Unable to change uuid of mapped device %s to %s because uuid is already set to %s", ErrInvalid, d.Name(), uuid, cur)
-	}
-	if o := p.byUUID[uuid]; o != nil {
-		return fmt.Errorf("%w: uuid %s is in use by %s", ErrExists, uuid, o.Name())
 	}
 	d.uuid.Store(&uuid)
 	p.byUUID[uuid] = d
