@@ -207,16 +207,21 @@ func (s Set) Shift(delta int64) Set {
 }
 
 // Equal reports whether s and o hold exactly the same sectors, however
-// their runs are arranged.
+// their runs are arranged. Sets with the same runs are equal at once, and
+// sets of different sizes unequal; otherwise their coalesced extents are
+// compared one by one.
 func (s Set) Equal(o Set) bool {
-	nextA, stopA := iter.Pull(s.Extents())
-	defer stopA()
-	nextB, stopB := iter.Pull(o.Extents())
-	defer stopB()
+	if slices.Equal(s.runs, o.runs) {
+		return true
+	}
+	if s.Sectors() != o.Sectors() {
+		return false
+	}
+	a, b := newExtentCursor(s.runs), newExtentCursor(o.runs)
 	for {
-		a, okA := nextA()
-		b, okB := nextB()
-		if okA != okB || a != b {
+		x, okA := a.next()
+		y, okB := b.next()
+		if okA != okB || x != y {
 			return false
 		}
 		if !okA {
@@ -238,47 +243,88 @@ func (s Set) String() string {
 // at a time, in memory proportional to the number of runs.
 func (s Set) Extents() iter.Seq[Extent] {
 	return func(yield func(Extent) bool) {
-		var cur Extent
-		emit := func(e Extent) bool {
-			if cur.Len > 0 && e.Start == cur.End() {
-				cur.Len += e.Len
-				return true
-			}
-			if cur.Len > 0 && !yield(cur) {
-				return false
-			}
-			cur = e
-			return true
-		}
-		if spansDisjoint(s.runs) {
-			for _, r := range s.runs {
-				for i := uint64(0); i < r.Count; i++ {
-					if !emit(r.Elem(i)) {
-						return
-					}
-				}
-			}
-		} else {
-			h := make(elemHeap, 0, len(s.runs))
-			for _, r := range s.runs {
-				h = append(h, elemCursor{r, 0})
-			}
-			heap.Init(&h)
-			for len(h) > 0 {
-				c := &h[0]
-				if !emit(c.run.Elem(c.i)) {
-					return
-				}
-				if c.i++; c.i == c.run.Count {
-					heap.Pop(&h)
-				} else {
-					heap.Fix(&h, 0)
-				}
+		c := newExtentCursor(s.runs)
+		for e, ok := c.next(); ok; e, ok = c.next() {
+			if !yield(e) {
+				return
 			}
 		}
-		if cur.Len > 0 {
-			yield(cur)
+	}
+}
+
+// extentCursor walks the elements of disjoint runs in start order and
+// coalesces touching ones. When the runs' spans are disjoint it walks them
+// in turn; when spans interleave it merges them with a heap.
+type extentCursor struct {
+	runs     []Run
+	disjoint bool
+	ri       int    // disjoint mode: current run
+	ei       uint64 // disjoint mode: next element of it
+	h        elemHeap
+	cur      Extent // the extent being coalesced
+	have     bool   // cur holds an element not yet returned
+}
+
+func newExtentCursor(runs []Run) *extentCursor {
+	c := &extentCursor{runs: runs, disjoint: spansDisjoint(runs)}
+	if !c.disjoint {
+		c.h = make(elemHeap, 0, len(runs))
+		for _, r := range runs {
+			c.h = append(c.h, elemCursor{r, 0})
 		}
+		heap.Init(&c.h)
+	}
+	return c
+}
+
+// elem returns the next element in start order.
+func (c *extentCursor) elem() (Extent, bool) {
+	if c.disjoint {
+		for c.ri < len(c.runs) {
+			if r := &c.runs[c.ri]; c.ei < r.Count {
+				e := r.Elem(c.ei)
+				c.ei++
+				return e, true
+			}
+			c.ri, c.ei = c.ri+1, 0
+		}
+		return Extent{}, false
+	}
+	if len(c.h) == 0 {
+		return Extent{}, false
+	}
+	top := &c.h[0]
+	e := top.run.Elem(top.i)
+	if top.i++; top.i == top.run.Count {
+		heap.Pop(&c.h)
+	} else {
+		heap.Fix(&c.h, 0)
+	}
+	return e, true
+}
+
+// next returns the next coalesced extent.
+func (c *extentCursor) next() (Extent, bool) {
+	if !c.have {
+		e, ok := c.elem()
+		if !ok {
+			return Extent{}, false
+		}
+		c.cur, c.have = e, true
+	}
+	for {
+		e, ok := c.elem()
+		if !ok {
+			c.have = false
+			return c.cur, true
+		}
+		if e.Start == c.cur.End() {
+			c.cur.Len += e.Len
+			continue
+		}
+		out := c.cur
+		c.cur = e
+		return out, true
 	}
 }
 
