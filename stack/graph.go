@@ -100,7 +100,7 @@ func (p *Pool) buildGraph() *Graph {
 		v := 0
 		if d.md != nil {
 			g.height[d] = 0 // cycles are refused at load; this only guards
-			for _, c := range g.tables[d.md].Devs() {
+			for _, c := range g.tables[d.md].children() {
 				v = max(v, h(c)+1)
 			}
 		}
@@ -190,7 +190,7 @@ func (g *Graph) Descendants(d *Dev) []*Dev {
 		seen[c] = true
 		out = append(out, c)
 		if c.md != nil {
-			for _, ch := range g.tables[c.md].Devs() {
+			for _, ch := range g.tables[c.md].children() {
 				walk(ch)
 			}
 		}

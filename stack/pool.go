@@ -219,8 +219,22 @@ func (p *Pool) Lookup(ref string) (*Dev, error) {
 	return d, nil
 }
 
-// getDevice is dm_get_device for a table being built.
+// getDevice is dm_get_device for a table being built. A reference the
+// build has resolved and checked before gives the same device again without
+// opening it or walking the graph: nothing it depends on can change while
+// the pool is locked for the build.
 func (b *builder) getDevice(ref string) (*Dev, error) {
+	if d, ok := b.refs[ref]; ok {
+		return d, nil
+	}
+	d, err := b.resolve(ref)
+	if err == nil {
+		b.refs[ref] = d
+	}
+	return d, err
+}
+
+func (b *builder) resolve(ref string) (*Dev, error) {
 	p := b.p
 	if ref == "" {
 		return nil, fmt.Errorf("%w: empty device reference", ErrNotFound)
@@ -285,7 +299,7 @@ func (b *builder) discard() {
 // discardUnused closes the leaves the build opened that t does not use.
 func (b *builder) discardUnused(t *Table) {
 	used := map[*Dev]bool{}
-	for _, d := range t.Devs() {
+	for _, d := range t.children() {
 		used[d] = true
 	}
 	for id, d := range b.opened {
@@ -316,7 +330,7 @@ func (p *Pool) pathTo(from, to *Device) []string {
 		}
 		seen[d] = true
 		for _, t := range []*Table{d.active.Load(), d.inactive} {
-			for _, c := range t.Devs() {
+			for _, c := range t.children() {
 				if c.md != nil {
 					if path := walk(c.md); path != nil {
 						return append([]string{d.Name()}, path...)
@@ -375,14 +389,14 @@ func (p *Pool) checkLive(d *Device) error {
 
 // retain counts t's children as used.
 func (p *Pool) retain(t *Table) {
-	for _, c := range t.Devs() {
+	for _, c := range t.children() {
 		p.users[c]++
 	}
 }
 
 // release drops t's uses of its children, forgetting leaves nothing uses.
 func (p *Pool) release(t *Table) {
-	for _, c := range t.Devs() {
+	for _, c := range t.children() {
 		p.users[c]--
 		if p.users[c] > 0 {
 			continue
@@ -468,7 +482,7 @@ func (p *Pool) usersOf(dev *Dev) []*Device {
 	}
 	var out []*Device
 	for _, d := range p.byName {
-		if slices.Contains(d.active.Load().Devs(), dev) || slices.Contains(d.inactive.Devs(), dev) {
+		if slices.Contains(d.active.Load().children(), dev) || slices.Contains(d.inactive.children(), dev) {
 			out = append(out, d)
 		}
 	}

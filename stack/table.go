@@ -2,6 +2,7 @@ package stack
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -23,6 +24,7 @@ type Table struct {
 	segs []Segment
 	ix   index
 	size uint64
+	devs []*Dev // distinct children in order of first use, set by build
 }
 
 // Size returns the table's length in sectors (the mapped device's size).
@@ -77,11 +79,34 @@ func (t *Table) StatusLines() []string {
 func (t *Table) String() string { return strings.Join(t.Lines(), "\n") }
 
 // Devs returns the distinct children of the table, in order of first use.
+// The slice is the caller's.
 func (t *Table) Devs() []*Dev {
-	var out []*Dev
+	if c := t.children(); len(c) > 0 {
+		return slices.Clone(c)
+	}
+	return nil
+}
+
+// children returns the distinct children without copying them. They are
+// found once, when the table is built: the pool asks for them on every
+// load, resume and remove, and walks them to refuse cycles, so with a
+// table of many segments over one device each of those would otherwise
+// cost a pass over every segment.
+func (t *Table) children() []*Dev {
+	if t == nil {
+		return nil
+	}
+	if t.devs == nil && len(t.segs) > 0 {
+		return distinctDevs(t.segs)
+	}
+	return t.devs
+}
+
+func distinctDevs(segs []Segment) []*Dev {
+	out := []*Dev{}
 	seen := map[*Dev]bool{}
-	for i := range t.Segments() {
-		for _, a := range t.segs[i].Target.Areas() {
+	for i := range segs {
+		for _, a := range segs[i].Target.Areas() {
 			if !seen[a.Dev] {
 				seen[a.Dev] = true
 				out = append(out, a.Dev)
@@ -101,6 +126,7 @@ type builder struct {
 	dev    *Device
 	name   string
 	opened map[string]*Dev // leaves opened by this build, by ID
+	refs   map[string]*Dev // references already resolved and checked by this build
 }
 
 // Build validates lines as a table for d and returns it, without loading
@@ -121,7 +147,7 @@ func (p *Pool) Build(d *Device, lines []Line) (*Table, error) {
 }
 
 func (p *Pool) build(d *Device, lines []Line) (*Table, *builder, error) {
-	b := &builder{p: p, dev: d, name: d.Name(), opened: map[string]*Dev{}}
+	b := &builder{p: p, dev: d, name: d.Name(), opened: map[string]*Dev{}, refs: map[string]*Dev{}}
 	fail := func(l Line, typ, text string, err error) (*Table, *builder, error) {
 		return nil, b, &TableError{Device: b.name, Line: l.No, Type: typ, Text: text, Err: err}
 	}
@@ -172,6 +198,7 @@ func (p *Pool) build(d *Device, lines []Line) (*Table, *builder, error) {
 		}
 	}
 	t.ix = newIndex(highs)
+	t.devs = distinctDevs(t.segs)
 	return t, b, nil
 }
 
