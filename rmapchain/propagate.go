@@ -79,21 +79,48 @@ func (w *walker) at(d *stack.Dev) *pending {
 }
 
 // up passes set (sectors of child) to every segment using them.
+//
+// The index is asked once per span of the set (the extent covering a run,
+// spans that overlap merged), not once for the set's bounds: a few sectors
+// that a level below scattered to both ends of a device would otherwise
+// visit, and Rmap, every segment between them.
 func (w *walker) up(child *stack.Dev, set extent.Set) {
-	b := set.Bounds()
-	var done []*stack.Segment // a segment using child twice (two stripes) is asked once
-	w.g.Uses(child, b.Start, b.End(), func(u stack.Use) bool {
-		parent := u.Device.Dev()
-		if w.within != nil && !w.within(parent) {
-			return true
+	// A segment using child twice (two stripes on one device), or reached
+	// from two spans, is asked once. done is searched while short and
+	// becomes a map when a set reaches many segments (a lost leaf under
+	// thousands of segments).
+	var done []*stack.Segment
+	var doneSet map[*stack.Segment]bool
+	seen := func(seg *stack.Segment) bool {
+		if doneSet != nil {
+			if doneSet[seg] {
+				return true
+			}
+			doneSet[seg] = true
+			return false
 		}
-		seg := u.Segment()
 		for _, s := range done {
 			if s == seg {
 				return true
 			}
 		}
-		done = append(done, seg)
+		if done = append(done, seg); len(done) > 16 {
+			doneSet = make(map[*stack.Segment]bool, 2*len(done))
+			for _, s := range done {
+				doneSet[s] = true
+			}
+		}
+		return false
+	}
+	visit := func(u stack.Use) bool {
+		parent := u.Device.Dev()
+		if w.within != nil && !w.within(parent) {
+			return true
+		}
+		seg := u.Segment()
+		if seen(seg) {
+			return true
+		}
 		r := seg.Target.Rmap(child, set)
 		if r.Empty() {
 			return true
@@ -104,7 +131,15 @@ func (w *walker) up(child *stack.Dev, set extent.Set) {
 			p.runs = append(p.runs, run)
 		}
 		return true
-	})
+	}
+	runs := set.Runs()
+	for i := 0; i < len(runs); {
+		lo, hi := runs[i].Start, runs[i].End()
+		for i++; i < len(runs) && runs[i].Start < hi; i++ {
+			hi = max(hi, runs[i].End())
+		}
+		w.g.Uses(child, lo, hi, visit)
+	}
 }
 
 // Sources returns, for every device in the graph, the sectors that fail by
