@@ -138,7 +138,7 @@ func (g *Graph) MaxHeight() int { return g.maxH }
 // false.
 func (g *Graph) Uses(child *Dev, lo, hi uint64, fn func(Use) bool) {
 	if ix := g.uses[child]; ix != nil && lo < hi {
-		ix.query(0, len(ix.uses), lo, hi, fn)
+		ix.each(lo, hi, fn)
 	}
 }
 
@@ -205,16 +205,58 @@ func (g *Graph) Descendants(d *Dev) []*Dev {
 // every index range is that range's root), and maxEnd[i] is the largest
 // area end in the subtree rooted at i. A query visits O(log n + k) nodes
 // when the areas do not overlap each other, the usual case.
+//
+// When no two areas overlap (every sector of the child is used at most
+// once, as in most stacks) the ends are sorted too, and a query is a
+// binary search for the first area ending after lo followed by a walk
+// while areas start before hi.
 type areaIndex struct {
-	uses   []Use
-	maxEnd []uint64
+	uses     []Use
+	maxEnd   []uint64
+	disjoint bool     // no two areas share a sector
+	ends     []uint64 // when disjoint: the areas' ends, ascending, searched instead of uses
 }
 
 func newAreaIndex(uses []Use) *areaIndex {
 	slices.SortFunc(uses, func(a, b Use) int { return cmp.Compare(a.Area.Start, b.Area.Start) })
-	ix := &areaIndex{uses: uses, maxEnd: make([]uint64, len(uses))}
+	ix := &areaIndex{uses: uses, maxEnd: make([]uint64, len(uses)), disjoint: true}
+	for i := 1; i < len(uses); i++ {
+		if p := uses[i-1].Area; uses[i].Area.Start < p.Start+p.Len {
+			ix.disjoint = false
+			break
+		}
+	}
 	ix.build(0, len(uses))
+	if ix.disjoint {
+		ix.ends = make([]uint64, len(uses))
+		for i, u := range uses {
+			ix.ends[i] = u.Area.Start + u.Area.Len
+		}
+	}
 	return ix
+}
+
+// each calls fn for the uses whose areas overlap [lo, hi), in order of
+// area start, until fn returns false.
+func (ix *areaIndex) each(lo, hi uint64, fn func(Use) bool) {
+	if !ix.disjoint {
+		ix.query(0, len(ix.uses), lo, hi, fn)
+		return
+	}
+	i, j := 0, len(ix.ends)
+	for i < j { // first area ending after lo
+		m := int(uint(i+j) >> 1)
+		if ix.ends[m] <= lo {
+			i = m + 1
+		} else {
+			j = m
+		}
+	}
+	for ; i < len(ix.uses) && ix.uses[i].Area.Start < hi; i++ {
+		if !fn(ix.uses[i]) {
+			return
+		}
+	}
 }
 
 func (ix *areaIndex) build(l, r int) uint64 {
