@@ -179,8 +179,11 @@ func (s Set) Subtract(o Set) Set {
 
 // Clip returns the sectors of s inside [lo, hi).
 func (s Set) Clip(lo, hi uint64) Set {
-	if hi <= lo {
+	if hi <= lo || len(s.runs) == 0 {
 		return Set{}
+	}
+	if s.runs[0].Start >= lo && s.Bounds().End() <= hi {
+		return s // all inside: sets are immutable, so s itself will do
 	}
 	var out []Run
 	for _, r := range s.runs {
@@ -430,8 +433,11 @@ func normalize(runs []Run) []Run {
 	return out
 }
 
+// mergePass pushes every run in turn, in place: each push grows the output
+// by at most one run, so while run i is pushed the output holds at most i
+// runs and only overwrites runs already read. The callers own runs.
 func mergePass(runs []Run) []Run {
-	out := make([]Run, 0, len(runs))
+	out := runs[:0]
 	for _, r := range runs {
 		out = push(out, r.canon())
 	}
@@ -512,7 +518,7 @@ func push(out []Run, r Run) []Run {
 // overlap handling of FromRuns and only sorts and coalesces. Invalid runs
 // are ignored.
 func Disjoint(runs ...Run) Set {
-	valid := runs[:0:0]
+	valid := make([]Run, 0, len(runs))
 	for _, r := range runs {
 		if r.Count > 1 && r.Stride == r.Len {
 			r = r.canon()
