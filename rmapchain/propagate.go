@@ -78,12 +78,6 @@ func (p *pending) set() extent.Set {
 	return s
 }
 
-// walker is the state of one Propagate: what has reached each device
-// (pend; found through acc once there are many), a heap of the devices to
-// visit ordered by height, and the child and set of the up call in
-// progress, which visit reads (one method value serves every call to
-// Graph.Uses). Propagate of a few sectors through a few devices fits in
-// the walker's own buffers.
 // walkers keeps walkers, with their buffers and their visit method value,
 // between calls: a Propagate of a few sectors then allocates little more
 // than its result.
@@ -112,6 +106,12 @@ func (w *walker) release() {
 	walkers.Put(w)
 }
 
+// walker is the state of one Propagate: what has reached each device
+// (pend; found through acc once there are many), a heap of the devices to
+// visit ordered by height, and the child and set of the up call in
+// progress, which visit reads (one method value serves every call to
+// Graph.Uses). Propagate of a few sectors through a few devices fits in
+// the walker's own buffers.
 type walker struct {
 	g       *stack.Graph
 	within  func(*stack.Dev) bool
