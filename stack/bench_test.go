@@ -1,0 +1,316 @@
+package stack_test
+
+// Benchmarks of the forward map. Each reports its ratio to a baseline
+// measured in the same run (see BENCHMARKS.md for the figures):
+//
+//	go test ./stack -run '^$' -bench 'Map3Levels|Load100k' -benchtime 2s
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/daxstack/daxstack/stack"
+	"github.com/daxstack/daxstack/stack/stacktest"
+	_ "github.com/daxstack/daxstack/targets/linear"
+)
+
+// BenchLevels builds a stack of three mapped devices, bottom, mid and top,
+// each a table of n linear segments over the device below (bottom over
+// four sparse leaves). Every level is a random partition of the level
+// below into n pieces of 32 to 96 sectors (64 on average), laid out in a
+// random order, so each sector of a level is used exactly once by the
+// level above and segment boundaries never line up between levels.
+type benchLevels struct {
+	p       *stack.Pool
+	leaves  []*stacktest.MemLeaf
+	devs    []*stack.Device // bottom, mid, top
+	size    uint64          // sectors per level
+	queries []uint64        // random top sectors
+}
+
+func newBenchLevels(tb testing.TB, n int, seed uint64) *benchLevels {
+	tb.Helper()
+	rng := rand.New(rand.NewPCG(seed, 77))
+	const avg = 64
+	bl := &benchLevels{size: uint64(n) * avg}
+	leafSize := bl.size / 4
+	for i := range 4 {
+		bl.leaves = append(bl.leaves, stacktest.NewMemLeaf(fmt.Sprintf("/bench/leaf%d", i), fmt.Sprintf("leaf%d", i), leafSize, true))
+	}
+	bl.p = stack.NewPool(stacktest.Opener(bl.leaves...))
+	// pieces returns a random partition of [0, size) into n pieces, with
+	// cuts at the given fixed points too, shuffled.
+	pieces := func(fixed []uint64) [][2]uint64 {
+		cuts := map[uint64]bool{}
+		for _, f := range fixed {
+			cuts[f] = true
+		}
+		// Start from even 64-sector pieces and move each inner cut by up
+		// to +-32 sectors: n pieces of 32..96 sectors.
+		var pts []uint64
+		for i := 1; i < n; i++ {
+			c := uint64(i)*avg - 32 + rng.Uint64N(33)
+			pts = append(pts, c)
+		}
+		for f := range cuts {
+			pts = append(pts, f)
+		}
+		sort.Slice(pts, func(i, j int) bool { return pts[i] < pts[j] })
+		var out [][2]uint64
+		at := uint64(0)
+		for _, c := range append(pts, bl.size) {
+			if c > at {
+				out = append(out, [2]uint64{at, c - at})
+				at = c
+			}
+		}
+		rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+		return out
+	}
+	load := func(name string, lines []string) *stack.Device {
+		d, err := bl.p.Create(name, "")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := bl.p.LoadText(d, strings.Join(lines, "\n"), stack.SourceInline); err != nil {
+			tb.Fatal(err)
+		}
+		if err := bl.p.Resume(d); err != nil {
+			tb.Fatal(err)
+		}
+		return d
+	}
+	var lines []string
+	var at uint64
+	for _, pc := range pieces([]uint64{leafSize, 2 * leafSize, 3 * leafSize}) {
+		leaf := pc[0] / leafSize
+		lines = append(lines, fmt.Sprintf("%d %d linear %s %d", at, pc[1], bl.leaves[leaf].Ref(), pc[0]-leaf*leafSize))
+		at += pc[1]
+	}
+	bl.devs = append(bl.devs, load("bottom", lines))
+	for _, name := range []string{"mid", "top"} {
+		lines, at = lines[:0], 0
+		below := bl.devs[len(bl.devs)-1].Name()
+		for _, pc := range pieces(nil) {
+			lines = append(lines, fmt.Sprintf("%d %d linear %s %d", at, pc[1], below, pc[0]))
+			at += pc[1]
+		}
+		bl.devs = append(bl.devs, load(name, lines))
+	}
+	for range 1 << 12 {
+		bl.queries = append(bl.queries, rng.Uint64N(bl.size))
+	}
+	return bl
+}
+
+var (
+	levelsMu sync.Mutex
+	levels   = map[int]*benchLevels{}
+)
+
+// levelsOf returns the 3 x n-segment stack, built once per process.
+func levelsOf(b *testing.B, n int) *benchLevels {
+	levelsMu.Lock()
+	defer levelsMu.Unlock()
+	if levels[n] == nil {
+		levels[n] = newBenchLevels(b, n, 1)
+	}
+	return levels[n]
+}
+
+// resolveFind maps sector s of d down to a leaf one level at a time with
+// Table.Find (the implicit B-tree) and the target's Map. It allocates
+// nothing.
+func resolveFind(d *stack.Device, s uint64) (*stack.Dev, uint64) {
+	dev := d.Dev()
+	for md := dev.Mapped(); md != nil; md = dev.Mapped() {
+		t := md.Active()
+		i, _ := t.Find(s)
+		seg := &t.Segments()[i]
+		m, _ := seg.Target.Map(s - seg.Begin)
+		dev, s = m.Dev, m.Sector
+	}
+	return dev, s
+}
+
+// resolveScan is the linear-scan baseline: the segment is found by walking
+// the table from its start.
+func resolveScan(d *stack.Device, s uint64) (*stack.Dev, uint64) {
+	dev := d.Dev()
+	for md := dev.Mapped(); md != nil; md = dev.Mapped() {
+		segs := md.Active().Segments()
+		i := 0
+		for segs[i].End() <= s {
+			i++
+		}
+		m, _ := segs[i].Target.Map(s - segs[i].Begin)
+		dev, s = m.Dev, m.Sector
+	}
+	return dev, s
+}
+
+// highsOf returns the last sector of every segment, for the sort.Search
+// baseline.
+func highsOf(t *stack.Table) []uint64 {
+	segs := t.Segments()
+	h := make([]uint64, len(segs))
+	for i := range segs {
+		h[i] = segs[i].End() - 1
+	}
+	return h
+}
+
+// resolveSearch is the binary-search baseline: sort.Search over the
+// highs of each table.
+func resolveSearch(d *stack.Device, highs map[*stack.Device][]uint64, s uint64) (*stack.Dev, uint64) {
+	dev := d.Dev()
+	for md := dev.Mapped(); md != nil; md = dev.Mapped() {
+		h := highs[md]
+		i := sort.Search(len(h), func(i int) bool { return h[i] >= s })
+		seg := &md.Active().Segments()[i]
+		m, _ := seg.Target.Map(s - seg.Begin)
+		dev, s = m.Dev, m.Sector
+	}
+	return dev, s
+}
+
+var (
+	baselineMu sync.Mutex
+	baselines  = map[string]float64{}
+)
+
+// baseline returns the ns/op of fn, measured once per process: fn runs
+// for a doubling number of iterations until one round takes 300 ms.
+func baseline(name string, fn func(i int)) float64 {
+	baselineMu.Lock()
+	defer baselineMu.Unlock()
+	if v, ok := baselines[name]; ok {
+		return v
+	}
+	for n := 1; ; n *= 2 {
+		start := time.Now()
+		for i := range n {
+			fn(i)
+		}
+		if el := time.Since(start); el >= 300*time.Millisecond {
+			v := float64(el.Nanoseconds()) / float64(n)
+			baselines[name] = v
+			return v
+		}
+	}
+}
+
+// nsPerOp is the benchmark's own time per iteration so far.
+func nsPerOp(b *testing.B) float64 {
+	return float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+}
+
+var sinkDev *stack.Dev
+var sinkSector uint64
+
+// BenchmarkMap3Levels resolves random sectors of top down to a leaf
+// through 3 levels of n segments each with Table.Find and Map. The goal is
+// for n = 100k: at most 100 ns/op and at least 10x a linear scan. 10k and
+// 1k show the same walk with the tables in cache. Baselines in the same
+// run: a linear scan of each table's segments, and sort.Search over each
+// table's highs.
+func BenchmarkMap3Levels(b *testing.B) {
+	for _, n := range []int{100_000, 10_000, 1_000} {
+		b.Run(fmt.Sprintf("segs=%d", n), func(b *testing.B) { benchMap3(b, n) })
+	}
+}
+
+func benchMap3(b *testing.B, n int) {
+	bl := levelsOf(b, n)
+	top := bl.devs[2]
+	highs := map[*stack.Device][]uint64{}
+	for _, d := range bl.devs {
+		highs[d] = highsOf(d.Active())
+	}
+	// The three agree on every query.
+	for i, s := range bl.queries {
+		d1, s1 := resolveFind(top, s)
+		d2, s2 := resolveSearch(top, highs, s)
+		if d1 != d2 || s1 != s2 || !d1.IsLeaf() {
+			b.Fatalf("sector %d: Find gives %v:%d, sort.Search %v:%d", s, d1.Name(), s1, d2.Name(), s2)
+		}
+		if i < 64 {
+			if d3, s3 := resolveScan(top, s); d3 != d1 || s3 != s1 {
+				b.Fatalf("sector %d: Find gives %v:%d, scan %v:%d", s, d1.Name(), s1, d3.Name(), s3)
+			}
+		}
+	}
+	q := bl.queries
+	mask := len(q) - 1
+	scan := baseline(fmt.Sprint("map3/scan/", n), func(i int) { sinkDev, sinkSector = resolveScan(top, q[i&mask]) })
+	search := baseline(fmt.Sprint("map3/search/", n), func(i int) { sinkDev, sinkSector = resolveSearch(top, highs, q[i&mask]) })
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		sinkDev, sinkSector = resolveFind(top, q[i&mask])
+	}
+	b.StopTimer()
+	ns := nsPerOp(b)
+	b.ReportMetric(scan, "scan-ns/op")
+	b.ReportMetric(search, "sortsearch-ns/op")
+	b.ReportMetric(scan/ns, "x-vs-scan")
+	b.ReportMetric(search/ns, "x-vs-sortsearch")
+}
+
+// BenchmarkTrace3Levels is Pool.Trace on the same stack, which also
+// returns every step (and allocates them), against the Find loop above.
+func BenchmarkTrace3Levels(b *testing.B) {
+	bl := levelsOf(b, 100_000)
+	top := bl.devs[2]
+	q := bl.queries
+	mask := len(q) - 1
+	find := baseline("map3/find/100000", func(i int) { sinkDev, sinkSector = resolveFind(top, q[i&mask]) })
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		steps, _ := bl.p.Trace(top, q[i&mask])
+		sinkSector = steps[len(steps)-1].CSector
+	}
+	b.StopTimer()
+	b.ReportMetric(find, "find-ns/op")
+	b.ReportMetric(nsPerOp(b)/find, "x-of-find")
+}
+
+// BenchmarkLoad100kOverMapped loads a 100k-segment table over the
+// 100k-segment mid device, against the same table over a leaf: with the
+// cycle check and child lookups done once per reference, the two cost
+// about the same (the ratio was in the thousands when they were not).
+func BenchmarkLoad100kOverMapped(b *testing.B) {
+	bl := levelsOf(b, 100_000)
+	var overDev, overLeaf strings.Builder
+	const n, segLen = 100_000, 16
+	for i := range n {
+		fmt.Fprintf(&overDev, "%d %d linear mid %d\n", i*segLen, segLen, i*segLen)
+		fmt.Fprintf(&overLeaf, "%d %d linear %s %d\n", i*segLen, segLen, bl.leaves[0].Ref(), i*segLen)
+	}
+	loadOnce := func(text string) {
+		d, err := bl.p.Create("load", "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := bl.p.LoadText(d, text, stack.SourceInline); err != nil {
+			b.Fatal(err)
+		}
+		if err := bl.p.Remove(d); err != nil {
+			b.Fatal(err)
+		}
+	}
+	leaf := baseline("load100k/leaf", func(int) { loadOnce(overLeaf.String()) })
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		loadOnce(overDev.String())
+	}
+	b.StopTimer()
+	b.ReportMetric(leaf, "over-leaf-ns/op")
+	b.ReportMetric(nsPerOp(b)/leaf, "x-of-over-leaf")
+}
