@@ -121,10 +121,8 @@ func (rl *rmapLevels) scanPropagate(src extent.Set) extent.Set {
 }
 
 var (
-	rmapMu     sync.Mutex
-	rmapCache  = map[int]*rmapLevels{}
-	baselineMu sync.Mutex
-	baselines  = map[string]float64{}
+	rmapMu    sync.Mutex
+	rmapCache = map[int]*rmapLevels{}
 )
 
 func rmapLevelsOf(b *testing.B, n int) *rmapLevels {
@@ -136,28 +134,33 @@ func rmapLevelsOf(b *testing.B, n int) *rmapLevels {
 	return rmapCache[n]
 }
 
-// baseline returns the ns/op of fn, measured once per process: fn runs
-// for a doubling number of iterations until one round takes 300 ms.
-func baseline(name string, fn func(i int)) float64 {
-	baselineMu.Lock()
-	defer baselineMu.Unlock()
-	if v, ok := baselines[name]; ok {
-		return v
-	}
-	for n := 1; ; n *= 2 {
+// paired returns the ns/op of fn measured right after the benchmark's
+// own loop, for about as long as that loop ran (at least 50 ms, at most
+// 2 s), so that both figures see the same machine: on a shared machine a
+// baseline measured at another moment can be off by half.
+func paired(b *testing.B, fn func(i int)) float64 {
+	want := min(max(b.Elapsed(), 50*time.Millisecond), 2*time.Second)
+	var total time.Duration
+	ops := 0
+	for n := 1; total < want; n *= 2 {
 		start := time.Now()
 		for i := range n {
-			fn(i)
+			fn(ops + i)
 		}
-		if el := time.Since(start); el >= 300*time.Millisecond {
-			v := float64(el.Nanoseconds()) / float64(n)
-			baselines[name] = v
-			return v
-		}
+		total += time.Since(start)
+		ops += n
 	}
+	return float64(total.Nanoseconds()) / float64(ops)
 }
 
 func nsPerOp(b *testing.B) float64 { return float64(b.Elapsed().Nanoseconds()) / float64(b.N) }
+
+// The naive enumeration takes about a second; it is measured once per
+// process, as a projection to the 1 TiB leaf rather than a paired figure.
+var (
+	naiveOnce                           sync.Once
+	naivePerChunkNs, naivePerChunkBytes float64
+)
 
 var sinkSet extent.Set
 var sinkMap map[*stack.Dev]extent.Set
@@ -176,13 +179,13 @@ func BenchmarkRmap8Sectors3Levels(b *testing.B) {
 		}
 	}
 	mask := len(rl.srcs) - 1
-	scan := baseline("rmap3/scan", func(i int) { sinkSet = rl.scanPropagate(rl.srcs[i&mask][rl.leaf]) })
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		sinkMap = rmapchain.Propagate(rl.g, rl.srcs[i&mask], nil)
 	}
 	b.StopTimer()
+	scan := paired(b, func(i int) { sinkSet = rl.scanPropagate(rl.srcs[i&mask][rl.leaf]) })
 	b.ReportMetric(scan, "scan-ns/op")
 	b.ReportMetric(scan/nsPerOp(b), "x-vs-scan")
 }
@@ -204,8 +207,8 @@ func BenchmarkWholeLeafLoss(b *testing.B) {
 		b.Fatalf("events %+v", evs)
 	}
 
-	const smallLeaf = 1 << 17 // sectors: 64 MiB
-	perChunkNs, perChunkBytes := naiveLossPerChunk(b, smallLeaf)
+	naiveOnce.Do(func() { naivePerChunkNs, naivePerChunkBytes = naiveLossPerChunk(b, 1<<17) }) // 64 MiB leaves
+	perChunkNs, perChunkBytes := naivePerChunkNs, naivePerChunkBytes
 	const chunks = tibSectors / 8
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -179,30 +179,23 @@ func resolveSearch(d *stack.Device, highs map[*stack.Device][]uint64, s uint64) 
 	return dev, s
 }
 
-var (
-	baselineMu sync.Mutex
-	baselines  = map[string]float64{}
-)
-
-// baseline returns the ns/op of fn, measured once per process: fn runs
-// for a doubling number of iterations until one round takes 300 ms.
-func baseline(name string, fn func(i int)) float64 {
-	baselineMu.Lock()
-	defer baselineMu.Unlock()
-	if v, ok := baselines[name]; ok {
-		return v
-	}
-	for n := 1; ; n *= 2 {
+// paired returns the ns/op of fn measured right after the benchmark's
+// own loop, for about as long as that loop ran (at least 50 ms, at most
+// 2 s), so that both figures see the same machine: on a shared machine a
+// baseline measured at another moment can be off by half.
+func paired(b *testing.B, fn func(i int)) float64 {
+	want := min(max(b.Elapsed(), 50*time.Millisecond), 2*time.Second)
+	var total time.Duration
+	ops := 0
+	for n := 1; total < want; n *= 2 {
 		start := time.Now()
 		for i := range n {
-			fn(i)
+			fn(ops + i)
 		}
-		if el := time.Since(start); el >= 300*time.Millisecond {
-			v := float64(el.Nanoseconds()) / float64(n)
-			baselines[name] = v
-			return v
-		}
+		total += time.Since(start)
+		ops += n
 	}
+	return float64(total.Nanoseconds()) / float64(ops)
 }
 
 // nsPerOp is the benchmark's own time per iteration so far.
@@ -247,8 +240,6 @@ func benchMap3(b *testing.B, n int) {
 	}
 	q := bl.queries
 	mask := len(q) - 1
-	scan := baseline(fmt.Sprint("map3/scan/", n), func(i int) { sinkDev, sinkSector = resolveScan(top, q[i&mask]) })
-	search := baseline(fmt.Sprint("map3/search/", n), func(i int) { sinkDev, sinkSector = resolveSearch(top, highs, q[i&mask]) })
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -256,6 +247,8 @@ func benchMap3(b *testing.B, n int) {
 	}
 	b.StopTimer()
 	ns := nsPerOp(b)
+	scan := paired(b, func(i int) { sinkDev, sinkSector = resolveScan(top, q[i&mask]) })
+	search := paired(b, func(i int) { sinkDev, sinkSector = resolveSearch(top, highs, q[i&mask]) })
 	b.ReportMetric(scan, "scan-ns/op")
 	b.ReportMetric(search, "sortsearch-ns/op")
 	b.ReportMetric(scan/ns, "x-vs-scan")
@@ -269,7 +262,6 @@ func BenchmarkTrace3Levels(b *testing.B) {
 	top := bl.devs[2]
 	q := bl.queries
 	mask := len(q) - 1
-	find := baseline("map3/find/100000", func(i int) { sinkDev, sinkSector = resolveFind(top, q[i&mask]) })
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -277,6 +269,7 @@ func BenchmarkTrace3Levels(b *testing.B) {
 		sinkSector = steps[len(steps)-1].CSector
 	}
 	b.StopTimer()
+	find := paired(b, func(i int) { sinkDev, sinkSector = resolveFind(top, q[i&mask]) })
 	b.ReportMetric(find, "find-ns/op")
 	b.ReportMetric(nsPerOp(b)/find, "x-of-find")
 }
@@ -305,12 +298,12 @@ func BenchmarkLoad100kOverMapped(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	leaf := baseline("load100k/leaf", func(int) { loadOnce(overLeaf.String()) })
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		loadOnce(overDev.String())
 	}
 	b.StopTimer()
+	leaf := paired(b, func(int) { loadOnce(overLeaf.String()) })
 	b.ReportMetric(leaf, "over-leaf-ns/op")
 	b.ReportMetric(nsPerOp(b)/leaf, "x-of-over-leaf")
 }
