@@ -404,9 +404,13 @@ func TestOverrun(t *testing.T) {
 	// Other uevents on the machine can overflow the tiny buffer again;
 	// try a few times.
 	for attempt := range 10 {
-		for {
-			if _, err := nextWithin(l, 100*time.Millisecond); errors.Is(err, context.DeadlineExceeded) {
-				break
+		for drained := false; !drained; {
+			_, err := nextWithin(l, 100*time.Millisecond)
+			switch {
+			case errors.Is(err, context.DeadlineExceeded):
+				drained = true
+			case err != nil && !errors.Is(err, ErrOverrun):
+				t.Fatalf("Next after an overrun: %v", err)
 			}
 		}
 		marker := fmt.Sprintf("after%d", attempt)
