@@ -18,8 +18,11 @@
 // every path is looked up again and re-read: this catches attributes
 // that are never notified, regular files (a fake sysfs tree in tests
 // never signals), files removed or replaced by new ones (a device that
-// went away and came back), and anything a lost wake-up would miss. The
-// daemon calls Rescan after a uevent overrun.
+// went away and came back), and anything a lost wake-up would miss.
+// Removing a sysfs file does not wake poll, so a device that goes away is
+// noticed at the next rescan; a caller that learns of it sooner (a uevent,
+// or uevent.ErrOverrun, after which it cannot know what it missed) should
+// call Rescan.
 //
 // Changes are never dropped but may be merged: while the reader of the
 // channel is busy, newer content for a path replaces the undelivered one,
