@@ -846,3 +846,36 @@ func TestClaim(t *testing.T) {
 		t.Errorf("ClaimLeaf of a missing path: %v", err)
 	}
 }
+
+// TestReloadCycle: three devices stacked a <- b <- c, all active; a reload
+// of a that would use c (by name, by path or by number) is refused with
+// ErrLoop and leaves every table as it was.
+func TestReloadCycle(t *testing.T) {
+	for _, ref := range []string{"c", "/dev/mapper/c", "0:4"} {
+		t.Run(ref, func(t *testing.T) {
+			f := newRefFixture(t)
+			a := f.mustLoad(t, "a", "0 64 linear 259:1 0")
+			f.mustLoad(t, "b", "0 32 linear a 16")
+			c := f.mustLoad(t, "c", "0 16 linear b 8")
+			if c.Minor() != 4 {
+				t.Fatalf("c has minor %d", c.Minor())
+			}
+			before := a.Active()
+			err := f.p.LoadText(a, "0 8 linear "+ref+" 0", stack.SourceInline)
+			var te *stack.TableError
+			if !errors.As(err, &te) || !errors.Is(err, stack.ErrLoop) || !errors.Is(err, syscall.ELOOP) {
+				t.Fatalf("reload: %v", err)
+			}
+			if want := "a: linear: Device lookup failed (-ELOOP): device would depend on itself: c already uses a (c -> b -> a)"; te.Error() != want {
+				t.Errorf("message\n got %q\nwant %q", te.Error(), want)
+			}
+			if a.Active() != before || a.Inactive() != nil {
+				t.Errorf("refused reload changed a's tables")
+			}
+			// The same reload without the cycle goes through.
+			if err := f.p.LoadText(a, "0 8 linear 259:0 0", stack.SourceInline); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
