@@ -30,7 +30,23 @@ func (l *Leaf) open() (*mapping, error) {
 	if m := l.m.Load(); m != nil {
 		return m, nil
 	}
-	fd, ro, err := l.openFD(0)
+	m, err := l.mapLeaf(false)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+		// A read-only block device opens read-write but refuses a
+		// shared mapping that may be written: map it read-only.
+		m, err = l.mapLeaf(true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	l.m.Store(m)
+	return m, nil
+}
+
+// mapLeaf opens the leaf (read-only if ro, or if opening it for writing is
+// refused) and maps it whole.
+func (l *Leaf) mapLeaf(ro bool) (*mapping, error) {
+	fd, ro, err := l.openFD(0, ro)
 	if err != nil {
 		return nil, err
 	}
@@ -55,14 +71,18 @@ func (l *Leaf) open() (*mapping, error) {
 		}
 		m.data = data[:length]
 	}
-	l.m.Store(m)
 	return m, nil
 }
 
-// openFD opens the leaf's path read-write (read-only if that is refused)
-// with extra flags, and checks that it is the object Open stat'ed.
-func (l *Leaf) openFD(flags int) (fd int, ro bool, err error) {
-	fd, err = unix.Open(l.path, unix.O_RDWR|unix.O_CLOEXEC|flags, 0)
+// openFD opens the leaf's path read-write (read-only if ro, or if writing
+// is refused) with extra flags, and checks that it is the object Open
+// stat'ed.
+func (l *Leaf) openFD(flags int, ro bool) (fd int, _ bool, err error) {
+	if ro {
+		err = unix.EROFS
+	} else {
+		fd, err = unix.Open(l.path, unix.O_RDWR|unix.O_CLOEXEC|flags, 0)
+	}
 	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EROFS) || errors.Is(err, unix.EPERM) {
 		ro = true
 		fd, err = unix.Open(l.path, unix.O_RDONLY|unix.O_CLOEXEC|flags, 0)
@@ -102,7 +122,7 @@ func (l *Leaf) direct() (int, int, error) {
 	if l.dfd >= 0 {
 		return l.dfd, l.lbs, nil
 	}
-	fd, _, err := l.openFD(unix.O_DIRECT)
+	fd, _, err := l.openFD(unix.O_DIRECT, false)
 	if err != nil {
 		return -1, 0, err
 	}
