@@ -280,8 +280,8 @@ func TestRefusedUpdateWritesNothing(t *testing.T) {
 		return errors.Join(append(steps, err)...)
 	}
 	cases := []struct {
-		name string
-		fn   func(tx *store.Tx) error
+		name  string
+		fn    func(tx *store.Tx) error
 		want  error // nil: panics
 		exact bool  // Update returns want itself
 	}{
