@@ -24,8 +24,8 @@ const DefaultTimeout = 10 * time.Second
 // waits DefaultTimeout for the lock.
 type Options struct {
 	// Timeout is how long to wait for the file lock before failing with
-	// ErrLocked; zero or negative means DefaultTimeout. The lock is polled
-	// every 50 ms, so Open gives up between Timeout-50ms and Timeout.
+	// ErrLocked; zero or negative means DefaultTimeout. bbolt polls the
+	// lock every 50 ms, so Open gives up within 50 ms of Timeout.
 	Timeout time.Duration
 
 	// ReadOnly opens the file read-only with a shared lock, which other
@@ -132,7 +132,8 @@ func (db *DB) checkOrInit() error {
 // Path returns the path the database was opened with.
 func (db *DB) Path() string { return db.path }
 
-// Close releases the file and its lock. Transactions must have ended.
+// Close waits for open transactions to end, then releases the file and
+// its lock.
 func (db *DB) Close() error {
 	if err := db.bolt.Close(); err != nil {
 		return fmt.Errorf("store: close %s: %w", db.path, err)

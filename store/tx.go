@@ -248,7 +248,8 @@ func (tx *Tx) AppendEvents(evs []rmapchain.Event) ([]rmapchain.Event, error) {
 
 // Events calls fn with every stored event whose Seq is greater than
 // since, in order, and stops at the first error fn returns, which it
-// returns unchanged. fn must not write to the event log. To follow the
+// returns unchanged. fn runs inside the transaction: keep it short, and
+// do not let it write to the event log. To follow the
 // log, remember the last Seq seen and pass it as since next time.
 func (tx *Tx) Events(since uint64, fn func(rmapchain.Event) error) error {
 	if since == math.MaxUint64 {
