@@ -1,0 +1,25 @@
+// Package service is the daxstack daemon: it owns the database while it
+// runs, so there is one writer, and makes failures travel by themselves.
+//
+// It is a package of its own because it holds everything long-running that
+// the engine (package control) must not know about: the unix socket and
+// its protocol, peer credentials, the kernel uevent listener
+// (service/uevent), the sysfs badblocks watcher (service/sysfswatch), the
+// periodic rescan, and the streaming of events to holders and watchers.
+//
+// Protocol: one JSON object per line in each direction over a unix stream
+// socket. A request is {"id":N,"method":M,"params":{...}}; its response is
+// {"id":N,"result":{...}} or {"id":N,"error":{...}} (control.WireError).
+// The method "subscribe" ({"since":SEQ,"devices":[...]}) turns the
+// connection into an event stream: the server sends {"id":N,"event":{...}}
+// for every logged event after SEQ, first from the log and then as they are
+// committed, and the client may send {"ack":SEQ} when it has handled events
+// up to SEQ. Delivery is at least once: a subscriber that reconnects with
+// its last handled SEQ misses nothing.
+//
+// Access: the socket is mode 0660, owned by root and the configured group.
+// The server reads the peer's credentials (SO_PEERCRED) on every
+// connection; methods that change state are allowed to root and members of
+// the group only, reports to anyone who can connect. A claim made through
+// the socket belongs to the connection: it ends when the client goes away.
+package service
