@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/daxstack/daxstack/control"
+	"github.com/daxstack/daxstack/rmapchain"
+	"github.com/daxstack/daxstack/service"
+)
+
+func daemonCommands() []*cli.Command {
+	serve := &cli.Command{
+		Name:  "serve",
+		Usage: "run the daemon: own the database, watch leaves, stream events to holders",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "group", Usage: "`GROUP` (name or gid) that may change state besides root", EnvVars: []string{"DAXSTACK_GROUP"}},
+			&cli.DurationFlag{Name: "rescan", Usage: "period of the safety-net rescan of every leaf", Value: 30 * time.Second},
+			&cli.BoolFlag{Name: "no-uevents", Usage: "do not listen to kernel uevents (rely on rescans)"},
+			&cli.DurationFlag{Name: "ack-timeout", Usage: "how long an orderly removal waits for holders", Value: 10 * time.Second},
+		},
+		Action: func(c *cli.Context) error {
+			logger := log.New(c.App.ErrWriter, "", log.LstdFlags)
+			s, err := service.New(service.Config{
+				Engine: control.Config{
+					DB: c.String("db"), LockTimeout: c.Duration("lock-timeout"),
+					SysfsRoot: c.String("sysfs"), DevRoot: c.String("devdir"),
+				},
+				Socket:     c.String("socket"),
+				Group:      c.String("group"),
+				Rescan:     c.Duration("rescan"),
+				Uevents:    !c.Bool("no-uevents"),
+				AckTimeout: c.Duration("ack-timeout"),
+				Logf:       logger.Printf,
+			})
+			if err != nil {
+				return err
+			}
+			return s.Serve(c.Context)
+		},
+	}
+	offline := &cli.Command{
+		Name:      "offline",
+		Usage:     "remove a leaf in order: tell the holders above it (pre-remove), then mark it lost",
+		ArgsUsage: "<leaf>",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("Please specify one leaf.")
+			}
+			x := newEnv(c)
+			if err := x.call("pre-remove", control.NameReq{Name: c.Args().First()}, nil); err != nil {
+				return err
+			}
+			return x.call("offline", control.NameReq{Name: c.Args().First()}, nil)
+		},
+	}
+	rescan := &cli.Command{
+		Name:  "rescan",
+		Usage: "compare every recorded leaf with the system now and record what changed",
+		Action: func(c *cli.Context) error {
+			var r control.RescanResp
+			if err := newEnv(c).call("rescan", control.Empty{}, &r); err != nil {
+				return err
+			}
+			for _, l := range r.Lost {
+				fmt.Fprintf(c.App.Writer, "lost %s\n", l)
+			}
+			for _, l := range r.Restored {
+				fmt.Fprintf(c.App.Writer, "restored %s\n", l)
+			}
+			for _, l := range r.Changed {
+				fmt.Fprintf(c.App.Writer, "badblocks changed %s\n", l)
+			}
+			return nil
+		},
+	}
+	return append(eventCommands(), serve, offline, rescan)
+}
+
+// dialDaemon connects to the daemon's socket.
+func dialDaemon(path string) (control.Caller, error) {
+	cl, err := service.Dial(path)
+	if err != nil {
+		return nil, err
+	}
+	return &daemonCaller{Client: cl, path: path}, nil
+}
+
+// daemonCaller is the daemon's client, which can also stream events.
+type daemonCaller struct {
+	*service.Client
+	path string
+}
+
+func (d *daemonCaller) events() eventSource { return &streamSource{path: d.path, d: d} }
+
+// streamSource reads events from a daemon subscription, acknowledging each
+// batch when the next is asked for, and reconnecting (from the last
+// handled sequence number) when the daemon restarts.
+type streamSource struct {
+	path    string
+	d       *daemonCaller
+	sub     *service.Subscription
+	handled uint64
+}
+
+// reconnectFor bounds how long a subscriber waits for a restarting daemon.
+const reconnectFor = 30 * time.Second
+
+func (s *streamSource) next(ctx context.Context, since uint64, devices []string, follow bool) ([]rmapchain.Event, uint64, error) {
+	if !follow {
+		return pollSource{&env{caller: s.d, c: nil}}.nextWith(ctx, s.d, since, devices)
+	}
+	if s.sub != nil && s.handled > 0 {
+		s.sub.Ack(s.handled)
+	}
+	deadline := time.Now().Add(reconnectFor)
+	for {
+		if s.sub == nil {
+			sub, err := service.Subscribe(s.path, since, devices)
+			if err != nil {
+				if time.Now().After(deadline) {
+					return nil, since, err
+				}
+				select {
+				case <-ctx.Done():
+					return nil, since, ctx.Err()
+				case <-time.After(100 * time.Millisecond):
+					continue
+				}
+			}
+			s.sub = sub
+		}
+		select {
+		case <-ctx.Done():
+			s.sub.Close()
+			return nil, since, ctx.Err()
+		case ev, ok := <-s.sub.Events():
+			if !ok {
+				err := s.sub.Err()
+				s.sub = nil
+				if errors.Is(err, context.Canceled) {
+					return nil, since, err
+				}
+				deadline = time.Now().Add(reconnectFor)
+				continue // the daemon went away: reconnect and resume
+			}
+			evs := []rmapchain.Event{ev}
+			for more := true; more; {
+				select {
+				case e2, ok := <-s.sub.Events():
+					if !ok {
+						more = false
+						break
+					}
+					evs = append(evs, e2)
+				default:
+					more = false
+				}
+			}
+			s.handled = evs[len(evs)-1].Seq
+			return evs, s.handled, nil
+		}
+	}
+}

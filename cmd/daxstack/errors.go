@@ -1,0 +1,93 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
+
+	"github.com/daxstack/daxstack/control"
+	"github.com/daxstack/daxstack/stack"
+	"github.com/daxstack/daxstack/store"
+)
+
+// printError prints a failed command the way dmsetup does: the kernel's
+// words for a refused table ("device-mapper: table: ..."), then
+// "device-mapper: <op> ioctl on <name> ... failed: <strerror>", then
+// "Command failed." Errors that are not the kernel's get one clear line.
+func printError(w io.Writer, err error) {
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(w, ue.msg)
+		fmt.Fprintln(w, "Command failed.")
+		return
+	}
+	var ra *control.RemoveAllError
+	if errors.As(err, &ra) {
+		fmt.Fprintln(w, ra.Error())
+		fmt.Fprintln(w, "Command failed.")
+		return
+	}
+	if errors.Is(err, store.ErrLocked) || errors.Is(err, store.ErrSchemaTooNew) {
+		fmt.Fprintln(w, "daxstack: "+err.Error())
+		fmt.Fprintln(w, "Command failed.")
+		return
+	}
+	var oe *control.OpError
+	hasOp := errors.As(err, &oe)
+	var te *stack.TableError
+	if errors.As(err, &te) {
+		if te.Device == "" || strings.HasPrefix(te.Text, "Invalid format") || strings.HasPrefix(te.Text, "Target type name") {
+			fmt.Fprintln(w, te.Text) // dmsetup's own parser refused it
+		} else {
+			fmt.Fprintln(w, "device-mapper: table: "+te.Text)
+		}
+	} else if hasOp && oe.Op != "" && errors.Is(err, stack.ErrNotFound) && isReport(oe.Op) {
+		fmt.Fprintln(w, "Device does not exist.")
+		fmt.Fprintln(w, "Command failed.")
+		return
+	} else if hasOp {
+		// The ioctl line says it all when the cause is only the device's
+		// name behind a sentinel ("device does not exist: s0").
+		if d := detail(oe); d != oe.Device || oe.Op == "" {
+			fmt.Fprintln(w, "daxstack: "+d)
+		}
+	} else {
+		fmt.Fprintln(w, "daxstack: "+err.Error())
+	}
+	if hasOp && oe.Op != "" {
+		// libdm's shape: "on <name> <uuid><(maj:min)> failed", so a device
+		// without a number leaves two spaces ("on foo  failed").
+		devno := ""
+		if oe.Devno != "" {
+			devno = "(" + oe.Devno + ")"
+		}
+		fmt.Fprintf(w, "device-mapper: %s ioctl on %s %s%s failed: %s\n", oe.Op, oe.Device, oe.UUID, devno, control.Strerror(errno(err)))
+	}
+	fmt.Fprintln(w, "Command failed.")
+}
+
+func isReport(op string) bool {
+	return op == "info" || op == "table" || op == "status" || op == "deps"
+}
+
+// detail is the reason of an OpError without the sentinel's prefix.
+func detail(oe *control.OpError) string {
+	msg := oe.Err.Error()
+	for _, s := range []error{stack.ErrBusy, stack.ErrNotFound, stack.ErrExists, stack.ErrInvalid, stack.ErrLoop} {
+		msg = strings.TrimPrefix(msg, s.Error()+": ")
+	}
+	if oe.Device != "" && !strings.Contains(msg, oe.Device) {
+		msg = oe.Device + ": " + msg
+	}
+	return strings.TrimSpace(msg)
+}
+
+func errno(err error) syscall.Errno {
+	var oe *control.OpError
+	if errors.As(err, &oe) {
+		return oe.Errno()
+	}
+	return stack.Errno(err)
+}

@@ -1,0 +1,662 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/daxstack/daxstack/control"
+	"github.com/daxstack/daxstack/stack"
+)
+
+func reportCommands() []*cli.Command {
+	return []*cli.Command{
+		{
+			Name: "ls", Usage: "list mapped devices",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "target", Usage: "only devices with a segment of type `TYPE`"},
+				&cli.BoolFlag{Name: "tree", Usage: "show devices as a dependency tree"},
+				&cli.StringFlag{Name: "options", Aliases: []string{"o"}, Usage: "tree options (ascii, utf, inverted, ...)"},
+				reportFormatFlag,
+			},
+			Action: lsAction,
+		},
+		{
+			Name: "info", Usage: "show device information", ArgsUsage: "[<device>...]",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "columns", Aliases: []string{"c", "C"}, Usage: "report columns instead of Field: value lines"},
+				&cli.StringFlag{Name: "options", Aliases: []string{"o"}, Usage: "report `FIELDS` (+ to append to the default)"},
+				&cli.BoolFlag{Name: "noheadings", Usage: "no heading line (also: separator ':', no alignment)"},
+				&cli.StringFlag{Name: "separator", Usage: "field `SEPARATOR` (no alignment)"},
+				&cli.BoolFlag{Name: "nameprefixes", Usage: "print DM_FIELD='value'"},
+				&cli.BoolFlag{Name: "unquoted", Usage: "with --nameprefixes, do not quote values"},
+				reportFormatFlag,
+			},
+			Action: infoAction,
+		},
+		{
+			Name: "deps", Usage: "show the devices each device uses", ArgsUsage: "[<device>...]",
+			Flags:  []cli.Flag{&cli.StringFlag{Name: "options", Aliases: []string{"o"}, Usage: "devno (default), devname or blkdevname"}, reportFormatFlag},
+			Action: depsAction,
+		},
+		{
+			Name: "table", Usage: "show tables", ArgsUsage: "[<device>...]",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "concise", Usage: "one line in dmsetup's concise format"},
+				&cli.StringFlag{Name: "target", Usage: "only segments of type `TYPE`"},
+				&cli.BoolFlag{Name: "inactive", Usage: "the inactive table"},
+				&cli.BoolFlag{Name: "showkeys", Hidden: true},
+				reportFormatFlag,
+			},
+			Action: func(c *cli.Context) error { return tableAction(c, false) },
+		},
+		{
+			Name: "status", Usage: "show target status", ArgsUsage: "[<device>...]",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "target", Usage: "only segments of type `TYPE`"},
+				&cli.BoolFlag{Name: "inactive", Usage: "the inactive table"},
+				&cli.BoolFlag{Name: "noflush", Hidden: true},
+				reportFormatFlag,
+			},
+			Action: func(c *cli.Context) error { return tableAction(c, true) },
+		},
+		{
+			Name: "targets", Usage: "list target types",
+			Action: func(c *cli.Context) error {
+				var ts []control.TargetTypeInfo
+				if err := newEnv(c).call("targets", control.Empty{}, &ts); err != nil {
+					return err
+				}
+				for _, t := range ts {
+					fmt.Fprintf(c.App.Writer, "%-16s v%d.%d.%d\n", t.Name, t.Version[0], t.Version[1], t.Version[2])
+				}
+				return nil
+			},
+		},
+		{
+			Name: "version", Usage: "show versions",
+			Action: func(c *cli.Context) error {
+				var v control.VersionResp
+				if err := newEnv(c).call("version", control.Empty{}, &v); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "Library version:   %s\nDriver version:    %s\n", v.Library, v.Driver)
+				return nil
+			},
+		},
+	}
+}
+
+// printJSON prints rows as LVM's --reportformat json does:
+// {"report":[{"<kind>":[...]}]}.
+func printJSON(w io.Writer, kind string, rows any) error {
+	b, err := json.MarshalIndent(map[string]any{"report": []map[string]any{{kind: rows}}}, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
+}
+
+// devices returns the named devices, or all of them when none are named
+// (dmsetup's repeatable commands), and whether output needs name prefixes.
+func devices(x *env) ([]control.DeviceInfo, bool, error) {
+	if x.c.NArg() == 0 {
+		var all []control.DeviceInfo
+		err := x.call("list", control.Empty{}, &all)
+		return all, true, err
+	}
+	var out []control.DeviceInfo
+	for _, n := range names(x.c) {
+		var in control.DeviceInfo
+		if err := x.call("info", control.NameReq{Name: n}, &in); err != nil {
+			return nil, false, err
+		}
+		out = append(out, in)
+	}
+	return out, len(out) > 1, nil
+}
+
+func devno(major, minor uint32) string { return fmt.Sprintf("%d:%d", major, minor) }
+
+func lsAction(c *cli.Context) error {
+	x := newEnv(c)
+	var all []control.DeviceInfo
+	if err := x.call("list", control.Empty{}, &all); err != nil {
+		return err
+	}
+	if t := c.String("target"); t != "" {
+		all = slices.DeleteFunc(all, func(d control.DeviceInfo) bool { return !slices.Contains(d.Types, t) })
+	}
+	if x.json() {
+		rows := []row{}
+		for _, d := range all {
+			rows = append(rows, row{}.with("name", d.Name).with("major", d.Major).with("minor", d.Minor).with("uuid", d.UUID).with("degraded", len(d.Lost) > 0))
+		}
+		return printJSON(x.out, "device", rows)
+	}
+	if len(all) == 0 {
+		fmt.Fprintln(x.out, "No devices found")
+		return nil
+	}
+	if c.Bool("tree") {
+		return printTree(x.out, all, c.String("options"))
+	}
+	for _, d := range all {
+		line := fmt.Sprintf("%s\t(%s)", d.Name, devno(d.Major, d.Minor))
+		if c.String("target") != "" {
+			line = fmt.Sprintf("%s\t(%d, %d)", d.Name, d.Major, d.Minor)
+		}
+		if len(d.Lost) > 0 {
+			line += "\tdegraded: lost " + strings.Join(d.Lost, ",")
+		}
+		fmt.Fprintln(x.out, line)
+	}
+	return nil
+}
+
+// printTree draws `dmsetup ls --tree`: roots are the devices nothing uses;
+// children are what they use, leaves shown by device number (or path).
+func printTree(w io.Writer, all []control.DeviceInfo, opts string) error {
+	utf := strings.Contains(strings.ToUpper(os.Getenv("LC_ALL")+os.Getenv("LC_CTYPE")+os.Getenv("LANG")), "UTF-8") ||
+		strings.Contains(strings.ToUpper(os.Getenv("LC_ALL")+os.Getenv("LC_CTYPE")+os.Getenv("LANG")), "UTF8")
+	inverted := false
+	for _, o := range strings.Split(opts, ",") {
+		switch strings.TrimSpace(o) {
+		case "ascii":
+			utf = false
+		case "utf":
+			utf = true
+		case "inverted":
+			inverted = true
+		case "", "device", "nodevice", "notrunc", "compact", "active", "open", "rw", "uuid", "blkdevname", "vt100":
+		default:
+			return usagef("Tree option not recognised: %s.", o)
+		}
+	}
+	mid, last, bar, gap := "|-", "`-", "| ", "  "
+	if utf {
+		mid, last, bar, gap = "├─", "└─", "│ ", "  "
+	}
+	byName := map[string]control.DeviceInfo{}
+	used := map[string]bool{}
+	for _, d := range all {
+		byName[d.Name] = d
+		for _, dep := range d.Deps {
+			if dep.Mapped {
+				used[dep.Name] = true
+			}
+		}
+	}
+	label := func(r control.DevRef) string {
+		num := r.Ref
+		if r.HasNum {
+			num = devno(r.Major, r.Minor)
+		}
+		s := fmt.Sprintf(" (%s)", num)
+		if r.Mapped {
+			s = r.Name + s
+		}
+		if r.Lost {
+			s += " [lost]"
+		}
+		return s
+	}
+	children := func(r control.DevRef) []control.DevRef {
+		if r.Mapped {
+			return byName[r.Name].Deps
+		}
+		return nil
+	}
+	if inverted {
+		// Leaves at the root, users below.
+		users := map[string][]control.DevRef{}
+		var roots []control.DevRef
+		seen := map[string]bool{}
+		for _, d := range all {
+			self := control.DevRef{Name: d.Name, Mapped: true, Major: d.Major, Minor: d.Minor, HasNum: true}
+			for _, dep := range d.Deps {
+				users[dep.Ref] = append(users[dep.Ref], self)
+				if !dep.Mapped && !seen[dep.Ref] {
+					seen[dep.Ref] = true
+					roots = append(roots, dep)
+				}
+			}
+			if len(d.Deps) == 0 {
+				roots = append(roots, self)
+			}
+		}
+		children = func(r control.DevRef) []control.DevRef {
+			key := r.Ref
+			if r.Mapped {
+				key = r.Name
+			}
+			return users[key]
+		}
+		for _, r := range roots {
+			fmt.Fprintln(w, strings.TrimLeft(label(r), " "))
+			drawChildren(w, children(r), " ", mid, last, bar, gap, label, children)
+		}
+		return nil
+	}
+	for _, d := range all {
+		if used[d.Name] {
+			continue
+		}
+		fmt.Fprintf(w, "%s (%s)\n", d.Name, devno(d.Major, d.Minor))
+		drawChildren(w, d.Deps, " ", mid, last, bar, gap, label, children)
+	}
+	return nil
+}
+
+func drawChildren(w io.Writer, kids []control.DevRef, prefix, mid, last, bar, gap string,
+	label func(control.DevRef) string, children func(control.DevRef) []control.DevRef) {
+	for i, k := range kids {
+		branch, cont := mid, bar
+		if i == len(kids)-1 {
+			branch, cont = last, gap
+		}
+		fmt.Fprintf(w, "%s%s%s\n", prefix, branch, label(k))
+		drawChildren(w, children(k), prefix+cont+" ", mid, last, bar, gap, label, children)
+	}
+}
+
+func infoAction(c *cli.Context) error {
+	x := newEnv(c)
+	devs, _, err := devices(x)
+	if err != nil {
+		return err
+	}
+	fields, err := reportFields(c.String("options"))
+	if err != nil {
+		return err
+	}
+	if x.json() {
+		rows := []row{}
+		for _, d := range devs {
+			var r row
+			for _, f := range fields {
+				r = r.with(f.name, f.json(d))
+			}
+			rows = append(rows, r)
+		}
+		return printJSON(x.out, "info", rows)
+	}
+	if !c.Bool("columns") && !c.IsSet("options") && !c.Bool("noheadings") {
+		if len(devs) == 0 {
+			fmt.Fprintln(x.out, "No devices found")
+		}
+		for _, d := range devs {
+			printInfoLong(x.out, d)
+		}
+		return nil
+	}
+	return printColumns(x.out, fields, devs, c)
+}
+
+// printInfoLong prints dmsetup's long `info`, followed by an empty line.
+func printInfoLong(w io.Writer, d control.DeviceInfo) {
+	state := "ACTIVE"
+	if d.Suspended {
+		state = "SUSPENDED"
+	}
+	if d.ReadOnly {
+		state += " (READ-ONLY)"
+	}
+	if len(d.Lost) > 0 || d.Broken != "" {
+		state += " (DEGRADED)"
+	}
+	tables := "None"
+	switch {
+	case d.Live && d.Inactive:
+		tables = "LIVE & INACTIVE"
+	case d.Live:
+		tables = "LIVE"
+	case d.Inactive:
+		tables = "INACTIVE"
+	}
+	fmt.Fprintf(w, "Name:              %s\n", d.Name)
+	fmt.Fprintf(w, "State:             %s\n", state)
+	fmt.Fprintf(w, "Read Ahead:        %d\n", 256)
+	fmt.Fprintf(w, "Tables present:    %s\n", tables)
+	fmt.Fprintf(w, "Open count:        %d\n", d.Open)
+	fmt.Fprintf(w, "Event number:      %d\n", d.Events)
+	fmt.Fprintf(w, "Major, minor:      %d, %d\n", d.Major, d.Minor)
+	fmt.Fprintf(w, "Number of targets: %d\n", d.Targets)
+	if d.Holder != "" {
+		fmt.Fprintf(w, "Holder:            %s\n", d.Holder)
+	}
+	if len(d.Lost) > 0 {
+		fmt.Fprintf(w, "Lost leaves:       %s\n", strings.Join(d.Lost, " "))
+	}
+	if d.Bad > 0 {
+		fmt.Fprintf(w, "Bad sectors:       %d\n", d.Bad)
+	}
+	if d.Broken != "" {
+		fmt.Fprintf(w, "Stored table:      does not load: %s\n", d.Broken)
+	}
+	if d.UUID != "" {
+		fmt.Fprintf(w, "UUID: %s\n", d.UUID)
+	}
+	fmt.Fprintln(w)
+}
+
+// reportField is one column of `info -c`.
+type reportField struct {
+	name, heading string
+	numeric       bool
+	value         func(control.DeviceInfo) any
+}
+
+func (f reportField) text(d control.DeviceInfo) string { return fmt.Sprint(f.value(d)) }
+func (f reportField) json(d control.DeviceInfo) any    { return f.value(d) }
+
+var infoFields = []reportField{
+	{"name", "Name", false, func(d control.DeviceInfo) any { return d.Name }},
+	{"major", "Maj", true, func(d control.DeviceInfo) any { return d.Major }},
+	{"minor", "Min", true, func(d control.DeviceInfo) any { return d.Minor }},
+	{"attr", "Stat", false, attr},
+	{"open", "Open", true, func(d control.DeviceInfo) any { return d.Open }},
+	{"segments", "Targ", true, func(d control.DeviceInfo) any { return d.Targets }},
+	{"events", "Event", true, func(d control.DeviceInfo) any { return d.Events }},
+	{"uuid", "UUID", false, func(d control.DeviceInfo) any { return d.UUID }},
+	{"devno", "DevNo", false, func(d control.DeviceInfo) any { return devno(d.Major, d.Minor) }},
+	{"tables_loaded", "Tables", false, func(d control.DeviceInfo) any {
+		switch {
+		case d.Live && d.Inactive:
+			return "Both"
+		case d.Live:
+			return "Live"
+		case d.Inactive:
+			return "Inactive"
+		}
+		return "None"
+	}},
+	{"suspended", "Suspended", false, func(d control.DeviceInfo) any {
+		if d.Suspended {
+			return "Suspended"
+		}
+		return "Active"
+	}},
+	{"readonly", "Read-only", false, func(d control.DeviceInfo) any {
+		if d.ReadOnly {
+			return "Read-only"
+		}
+		return "Writeable"
+	}},
+	{"device_count", "#Devs", true, func(d control.DeviceInfo) any { return len(d.Deps) }},
+	{"devs_used", "DevNamesUsed", false, func(d control.DeviceInfo) any {
+		var s []string
+		for _, r := range d.Deps {
+			s = append(s, r.Name)
+		}
+		return strings.Join(s, ",")
+	}},
+	{"devnos_used", "DevNosUsed", false, func(d control.DeviceInfo) any {
+		var s []string
+		for _, r := range d.Deps {
+			if r.HasNum {
+				s = append(s, devno(r.Major, r.Minor))
+			} else {
+				s = append(s, r.Ref)
+			}
+		}
+		return strings.Join(s, ",")
+	}},
+	{"size", "Size", true, func(d control.DeviceInfo) any { return d.Size }},
+	{"bad_sectors", "BadSect", true, func(d control.DeviceInfo) any { return d.Bad }},
+	{"health", "Health", false, func(d control.DeviceInfo) any {
+		switch {
+		case d.Broken != "":
+			return "broken"
+		case len(d.Lost) > 0:
+			return "degraded"
+		case d.Bad > 0:
+			return "bad"
+		}
+		return "ok"
+	}},
+	{"holder", "Holder", false, func(d control.DeviceInfo) any { return d.Holder }},
+}
+
+// attr is dmsetup's 4-character Stat column: live table, inactive table,
+// suspended, read-only/writeable.
+func attr(d control.DeviceInfo) any {
+	b := []byte("----")
+	if d.Live {
+		b[0] = 'L'
+	}
+	if d.Inactive {
+		b[1] = 'I'
+	}
+	if d.Suspended {
+		b[2] = 's'
+	}
+	b[3] = 'w'
+	if d.ReadOnly {
+		b[3] = 'r'
+	}
+	return string(b)
+}
+
+const defaultInfoFields = "name,major,minor,attr,open,segments,events,uuid"
+
+func reportFields(opt string) ([]reportField, error) {
+	spec := defaultInfoFields
+	switch {
+	case strings.HasPrefix(opt, "+"):
+		spec += "," + opt[1:]
+	case opt != "":
+		spec = opt
+	}
+	var out []reportField
+	for _, n := range strings.Split(spec, ",") {
+		n = strings.TrimSpace(n)
+		i := slices.IndexFunc(infoFields, func(f reportField) bool { return f.name == n })
+		if i < 0 {
+			var known []string
+			for _, f := range infoFields {
+				known = append(known, f.name)
+			}
+			return nil, usagef("Unrecognised field: %s (known: %s)", n, strings.Join(known, ","))
+		}
+		out = append(out, infoFields[i])
+	}
+	return out, nil
+}
+
+// printColumns prints the `info -c` report: aligned columns with a
+// heading, or with --noheadings (':' separated, unaligned, as dmsetup),
+// --separator, or --nameprefixes.
+func printColumns(w io.Writer, fields []reportField, devs []control.DeviceInfo, c *cli.Context) error {
+	sep, aligned, headings := " ", true, true
+	if c.Bool("noheadings") {
+		sep, aligned, headings = ":", false, false
+	}
+	if c.IsSet("separator") {
+		sep, aligned = c.String("separator"), false
+	}
+	if c.Bool("nameprefixes") {
+		for _, d := range devs {
+			var parts []string
+			for _, f := range fields {
+				v := f.text(d)
+				if !c.Bool("unquoted") {
+					v = "'" + v + "'"
+				}
+				parts = append(parts, "DM_"+strings.ToUpper(f.name)+"="+v)
+			}
+			fmt.Fprintln(w, strings.Join(parts, sep))
+		}
+		return nil
+	}
+	rows := [][]string{}
+	for _, d := range devs {
+		var row []string
+		for _, f := range fields {
+			row = append(row, f.text(d))
+		}
+		rows = append(rows, row)
+	}
+	width := make([]int, len(fields))
+	if aligned {
+		for i, f := range fields {
+			width[i] = len(f.heading)
+			for _, r := range rows {
+				width[i] = max(width[i], len(r[i]))
+			}
+		}
+	}
+	line := func(cells []string) {
+		out := make([]string, len(cells))
+		for i, s := range cells {
+			switch {
+			case !aligned:
+				out[i] = s
+			case fields[i].numeric:
+				out[i] = fmt.Sprintf("%*s", width[i], s)
+			case i == len(cells)-1:
+				out[i] = s
+			default:
+				out[i] = fmt.Sprintf("%-*s", width[i], s)
+			}
+		}
+		fmt.Fprintln(w, strings.Join(out, sep))
+	}
+	if headings {
+		var h []string
+		for _, f := range fields {
+			h = append(h, f.heading)
+		}
+		line(h)
+	}
+	for _, r := range rows {
+		line(r)
+	}
+	return nil
+}
+
+func depsAction(c *cli.Context) error {
+	x := newEnv(c)
+	devs, prefix, err := devices(x)
+	if err != nil {
+		return err
+	}
+	mode := c.String("options")
+	if mode == "" {
+		mode = "devno"
+	}
+	if mode != "devno" && mode != "devname" && mode != "blkdevname" {
+		return usagef("Unrecognised deps option: %s (devno, devname, blkdevname)", mode)
+	}
+	if x.json() {
+		rows := []row{}
+		for _, d := range devs {
+			deps := []row{}
+			for _, r := range d.Deps {
+				m := row{}.with("name", r.Name).with("ref", r.Ref).with("mapped", r.Mapped)
+				if r.HasNum {
+					m = m.with("major", r.Major).with("minor", r.Minor)
+				}
+				deps = append(deps, m)
+			}
+			rows = append(rows, row{}.with("device", d.Name).with("deps", deps))
+		}
+		return printJSON(x.out, "deps", rows)
+	}
+	for _, d := range devs {
+		var parts []string
+		for _, r := range d.Deps {
+			switch {
+			case mode == "devno" && r.HasNum:
+				parts = append(parts, fmt.Sprintf("(%d, %d)", r.Major, r.Minor))
+			case mode == "devno":
+				parts = append(parts, "("+r.Ref+")")
+			default:
+				parts = append(parts, "("+r.Name+")")
+			}
+		}
+		p := ""
+		if prefix {
+			p = d.Name + ": "
+		}
+		fmt.Fprintf(x.out, "%s%d dependencies\t: %s\n", p, len(d.Deps), strings.Join(parts, " "))
+	}
+	return nil
+}
+
+func tableAction(c *cli.Context, status bool) error {
+	x := newEnv(c)
+	method := "table"
+	if status {
+		method = "status"
+	}
+	var devNames []string
+	prefix := c.NArg() != 1
+	if c.NArg() == 0 {
+		var all []control.DeviceInfo
+		if err := x.call("list", control.Empty{}, &all); err != nil {
+			return err
+		}
+		for _, d := range all {
+			devNames = append(devNames, d.Name)
+		}
+	} else {
+		devNames = names(c)
+	}
+	var tables []control.TableResp
+	for _, n := range devNames {
+		var t control.TableResp
+		if err := x.call(method, control.TableReq{Name: n, Inactive: c.Bool("inactive")}, &t); err != nil {
+			return err
+		}
+		if tt := c.String("target"); tt != "" {
+			t.Segments = slices.DeleteFunc(t.Segments, func(s control.SegmentInfo) bool { return s.Target != tt })
+		}
+		tables = append(tables, t)
+	}
+	if x.json() {
+		rows := []row{}
+		for _, t := range tables {
+			for _, s := range t.Segments {
+				rows = append(rows, row{}.with("device", t.Name).with("start", s.Start).with("length", s.Length).with("target", s.Target).with("params", s.Params))
+			}
+		}
+		return printJSON(x.out, method, rows)
+	}
+	if !status && c.Bool("concise") {
+		var devs []string
+		for _, t := range tables {
+			rw := "rw"
+			if t.ReadOnly {
+				rw = "ro"
+			}
+			parts := []string{stack.EscapeConcise(t.Name), stack.EscapeConcise(t.UUID), strconv.FormatUint(uint64(t.Minor), 10), rw}
+			for _, s := range t.Segments {
+				parts = append(parts, stack.EscapeConcise(stack.FormatLine(s.Start, s.Length, s.Target, s.Params)))
+			}
+			devs = append(devs, strings.Join(parts, ","))
+		}
+		fmt.Fprintln(x.out, strings.Join(devs, ";"))
+		return nil
+	}
+	if len(tables) == 0 {
+		fmt.Fprintln(x.out, "No devices found")
+	}
+	for _, t := range tables {
+		p := ""
+		if prefix {
+			p = t.Name + ": "
+		}
+		for _, s := range t.Segments {
+			fmt.Fprintln(x.out, p+stack.FormatLine(s.Start, s.Length, s.Target, s.Params))
+		}
+	}
+	return nil
+}
