@@ -17,6 +17,16 @@ type errSuspended struct{ d *Device }
 func (e errSuspended) Error() string { return e.d.Name() + " is suspended" }
 
 // do performs a read or write of buf at byte offset off of top.
+//
+// The I/O runs in sections, each inside the gate (see gate). A section
+// maps and moves as much as it can; it stops early only at a device that
+// was already suspended when the section reached it, and the I/O then
+// parks until that device resumes and goes on in a new section. Within a
+// section, a device whose suspended flag was seen clear is not asked
+// again: a Suspend (or the table swap of a Resume) that comes later waits
+// for the section to end, so every piece of the section goes through the
+// same tables. A read that one device maps into many pieces (a stripe)
+// therefore never sees two of its tables.
 func (p *Pool) do(top *Device, buf []byte, off int64, write bool) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("%w: negative offset %d", ErrInvalid, off)
@@ -24,7 +34,8 @@ func (p *Pool) do(top *Device, buf []byte, off int64, write bool) (int, error) {
 	done := 0
 	for done < len(buf) {
 		tok := p.gate.enter()
-		n, err := p.pieces(top, buf[done:], off+int64(done), write)
+		var pass passed
+		n, err := p.pieces(top, buf[done:], off+int64(done), write, &pass)
 		p.gate.exit(tok)
 		done += n
 		if err == nil {
@@ -40,6 +51,32 @@ func (p *Pool) do(top *Device, buf []byte, off int64, write bool) (int, error) {
 	return done, nil
 }
 
+// passed is the mapped devices a section of I/O has found running (see
+// do). A few are kept; a section that goes through more asks the others
+// again, which is still safe.
+type passed struct {
+	devs [6]*Device
+	n    int
+}
+
+// running reports whether the section may go through d: d is not
+// suspended, or the section found it running before.
+func (ps *passed) running(d *Device) bool {
+	for _, x := range ps.devs[:ps.n] {
+		if x == d {
+			return true
+		}
+	}
+	if d.suspended.Load() {
+		return false
+	}
+	if ps.n < len(ps.devs) {
+		ps.devs[ps.n] = d
+		ps.n++
+	}
+	return true
+}
+
 func (p *Pool) waitResume(d *Device) {
 	p.resumeM.Lock()
 	for d.suspended.Load() {
@@ -50,7 +87,7 @@ func (p *Pool) waitResume(d *Device) {
 
 // pieces does as much of the I/O as it can, one contiguous run at a time,
 // and returns how many bytes it moved.
-func (p *Pool) pieces(top *Device, buf []byte, off int64, write bool) (int, error) {
+func (p *Pool) pieces(top *Device, buf []byte, off int64, write bool, pass *passed) (int, error) {
 	op := "read"
 	if write {
 		op = "write"
@@ -60,7 +97,7 @@ func (p *Pool) pieces(top *Device, buf []byte, off int64, write bool) (int, erro
 		pos := uint64(off) + uint64(done)
 		sector, intra := pos/SectorSize, pos%SectorSize
 		if size := top.Size(); sector >= size {
-			if top.suspended.Load() {
+			if !pass.running(top) {
 				return done, errSuspended{top}
 			}
 			if write {
@@ -68,7 +105,7 @@ func (p *Pool) pieces(top *Device, buf []byte, off int64, write bool) (int, erro
 			}
 			return done, io.EOF
 		}
-		r, err := p.resolve(top, sector, op)
+		r, err := p.resolve(top, sector, op, pass)
 		if err != nil {
 			return done, err
 		}
@@ -106,12 +143,12 @@ type resolved struct {
 }
 
 // resolve maps sector of top down to a leaf.
-func (p *Pool) resolve(top *Device, sector uint64, op string) (resolved, error) {
+func (p *Pool) resolve(top *Device, sector uint64, op string, pass *passed) (resolved, error) {
 	run := ^uint64(0)
 	d := &top.dev
 	for d.md != nil {
 		md := d.md
-		if md.suspended.Load() {
+		if !pass.running(md) {
 			return resolved{}, errSuspended{md}
 		}
 		t := md.active.Load()
