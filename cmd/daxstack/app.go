@@ -143,6 +143,11 @@ func (l *localCaller) Call(ctx context.Context, method string, params json.RawMe
 		}
 	}
 	e, err := control.Open(cfg)
+	if cfg.ReadOnly && errors.Is(err, store.ErrNotFound) {
+		// The file is empty or was never initialised: the first command
+		// that would have created it was killed. Nothing was stored.
+		return emptyState(ctx, method, params)
+	}
 	if err != nil {
 		return nil, err
 	}
