@@ -319,6 +319,7 @@ func (e *Engine) rename(_ context.Context, r RenameReq) (Empty, error) {
 			return nil
 		}
 		old := d.Name()
+		pristine := e.pristineTables()
 		if err := e.pool.Rename(d, r.New); err != nil {
 			return opErr("rename", r.Name, d, err)
 		}
@@ -331,6 +332,21 @@ func (e *Engine) rename(_ context.Context, r RenameReq) (Empty, error) {
 		// Parents print d by name: their stored tables change too.
 		for _, u := range e.pool.Users(d.Dev()) {
 			e.touchDevice(u)
+		}
+		// So do the tables error-range keeps to restore: built before the
+		// rename, they print the new name now.
+		for name, t := range pristine {
+			if name == old {
+				name = r.New
+			}
+			rec := e.devs[name]
+			if text := t.String(); rec.Pristine != nil && text != *rec.Pristine {
+				rec.Pristine = &text
+				e.devs[name] = rec
+				if u, err := e.pool.Device(name); err == nil {
+					e.touchDevice(u)
+				}
+			}
 		}
 		if h, ok := e.holders[old]; ok {
 			e.op.holders[old] = nil
@@ -536,6 +552,30 @@ func (e *Engine) spliceRange(r RangeReq, bad bool) error {
 	rec.Name = d.Name()
 	e.devs[d.Name()] = rec
 	return nil
+}
+
+// pristineTables builds the tables error-range keeps to restore (the
+// devices' tables before their first splice), by device name. A kept
+// table that no longer builds is left out.
+func (e *Engine) pristineTables() map[string]*stack.Table {
+	out := map[string]*stack.Table{}
+	for name, rec := range e.devs {
+		if rec.Pristine == nil {
+			continue
+		}
+		d, err := e.pool.Device(name)
+		if err != nil {
+			continue
+		}
+		lines, err := stack.ParseText(*rec.Pristine, "")
+		if err != nil {
+			continue
+		}
+		if t, err := e.pool.Build(d, lines); err == nil {
+			out[name] = t
+		}
+	}
+	return out
 }
 
 // splice returns the lines of the pristine table of d with ranges made to
