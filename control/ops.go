@@ -579,13 +579,18 @@ func (e *Engine) pristineTables() map[string]*stack.Table {
 }
 
 // splice returns the lines of the pristine table of d with ranges made to
-// fail. The pristine table is loaded into d's inactive slot to be built,
-// then replaced by the spliced one.
+// fail. The pristine table is built (validated, as a load would) without
+// being put in either of d's slots.
 func (e *Engine) splice(d *stack.Device, pristine string, ranges extent.Set) ([]stack.Line, error) {
-	if err := e.pool.LoadText(d, pristine, ""); err != nil {
+	lines, err := stack.ParseText(pristine, "")
+	if err != nil {
 		return nil, err
 	}
-	return d.Inactive().Splice(ranges)
+	t, err := e.pool.Build(d, lines)
+	if err != nil {
+		return nil, err
+	}
+	return t.Splice(ranges)
 }
 
 // ClaimResp names the claimed device as events name it.
