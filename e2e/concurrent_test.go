@@ -33,7 +33,7 @@ func TestConcurrentWriters(t *testing.T) {
 		`: database is locked by another daxstack process \(gave up after ` + regexp.QuoteMeta(timeout.String()) + `: timeout\)\nCommand failed\.\n\z`)
 
 	type outcome struct {
-		created map[string]string // name -> table, successful creates not removed since
+		created    map[string]string // name -> table, successful creates not removed since
 		ok, locked int
 	}
 	outcomes := make([]outcome, workers)

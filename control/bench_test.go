@@ -1,0 +1,232 @@
+package control_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/daxstack/daxstack/control"
+	"github.com/daxstack/daxstack/store"
+)
+
+// Sizes of the 10k-device database: bigLinear linear devices over
+// bigLeaves file leaves, bigMid linear devices over the first of them,
+// and bigStriped striped devices over pairs of those.
+const (
+	bigLeaves  = 4
+	bigLinear  = 8000
+	bigMid     = 1500
+	bigStriped = 500
+	bigDevices = bigLinear + bigMid + bigStriped
+)
+
+// bigDB builds a database of 10k stacked devices in dir and returns its
+// path. Creating them one by one through the engine takes minutes (each
+// table swap rebuilds the whole device graph, see the report), so the
+// engine creates the first devices of each kind, which records the leaves
+// too, and the rest are written with the store in the format of the
+// engine's own records (checked against them). Every table is re-parsed and
+// checked by each Open.
+func bigDB(tb testing.TB, dir string) string {
+	tb.Helper()
+	var leaves []string
+	for i := range bigLeaves {
+		p := filepath.Join(dir, fmt.Sprintf("leaf%d.img", i))
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.Truncate(p, 1<<30); err != nil {
+			tb.Fatal(err)
+		}
+		leaves = append(leaves, p)
+	}
+	type spec struct{ name, table string }
+	var specs []spec
+	for i := range bigLinear {
+		specs = append(specs, spec{fmt.Sprintf("lin%05d", i), fmt.Sprintf("0 64 linear %s %d", leaves[i%bigLeaves], (i/bigLeaves)*64)})
+	}
+	for i := range bigMid {
+		specs = append(specs, spec{fmt.Sprintf("mid%05d", i), fmt.Sprintf("0 64 linear lin%05d 0", i)})
+	}
+	for i := range bigStriped {
+		specs = append(specs, spec{fmt.Sprintf("str%05d", i), fmt.Sprintf("0 64 striped 2 8 mid%05d 0 mid%05d 32", 2*i, 2*i+1)})
+	}
+	// Through the engine: a linear device on every leaf, two over those,
+	// one striped over the two.
+	seed := []spec{specs[0], specs[1], specs[2], specs[3], specs[bigLinear], specs[bigLinear+1], specs[bigLinear+bigMid]}
+	var concise []string
+	for _, s := range seed {
+		concise = append(concise, s.name+",,,,"+s.table)
+	}
+	db := filepath.Join(dir, "daxstack.db")
+	e, err := control.Open(control.Config{DB: db, SysfsRoot: filepath.Join(dir, "nosys")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, err = control.Do[control.Empty](context.Background(), e, "create-concise", control.ConciseReq{Spec: strings.Join(concise, ";")})
+	e.Close()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := store.Open(db, store.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer s.Close()
+	err = s.Update(func(tx *store.Tx) error {
+		seeded := map[string]bool{}
+		var tmpl store.DeviceRecord
+		for _, sp := range seed {
+			r, err := tx.Device(sp.name)
+			if err != nil {
+				return err
+			}
+			if r.Active == nil || *r.Active != sp.table {
+				return fmt.Errorf("the engine stored %s's table as %v, not %q", sp.name, r.Active, sp.table)
+			}
+			seeded[sp.name], tmpl = true, r
+		}
+		minor := uint32(len(seed))
+		for _, sp := range specs {
+			if seeded[sp.name] {
+				continue
+			}
+			r := tmpl
+			table := sp.table
+			r.Name, r.Minor, r.Active = sp.name, minor, &table
+			minor++
+			if err := tx.PutDevice(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return db
+}
+
+// BenchmarkOpen10k measures control.Open on a database of 10k devices
+// (8000 linear over 4 file leaves, 1500 linear over those, 500 striped
+// over pairs of the latter): reading every record, re-parsing every
+// table, opening the leaves and rebuilding the graph, as every embedded
+// command does. The baseline, measured in the same run, is store.Open and
+// reading the device and leaf records alone. Goal: at most 1 s per open.
+func BenchmarkOpen10k(b *testing.B) {
+	dir := b.TempDir()
+	start := time.Now()
+	db := bigDB(b, dir)
+	b.Logf("built %d devices in %v", bigDevices, time.Since(start))
+	for _, ro := range []bool{true, false} {
+		name := "readwrite"
+		if ro {
+			name = "readonly"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := control.Config{DB: db, ReadOnly: ro, SysfsRoot: filepath.Join(dir, "nosys")}
+			n := 0
+			for b.Loop() {
+				e, err := control.Open(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n++
+				e.Close()
+			}
+			engine := b.Elapsed() / time.Duration(n)
+			// Check once that it is the whole state.
+			e, err := control.Open(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			list, err := control.Do[[]control.DeviceInfo](context.Background(), e, "list", control.Empty{})
+			e.Close()
+			if err != nil || len(list) != bigDevices {
+				b.Fatalf("list: %d devices, %v", len(list), err)
+			}
+			for _, d := range list {
+				if d.Broken != "" || d.Size != 64 || len(d.Deps) == 0 {
+					b.Fatalf("%s did not load: %+v", d.Name, d)
+				}
+			}
+			base := measure(func() {
+				s, err := store.Open(db, store.Options{ReadOnly: ro})
+				if err != nil {
+					b.Fatal(err)
+				}
+				err = s.View(func(tx *store.Tx) error {
+					devs, err := tx.Devices()
+					if err == nil && len(devs) != bigDevices {
+						err = fmt.Errorf("%d devices", len(devs))
+					}
+					if err == nil {
+						_, err = tx.Leaves()
+					}
+					return err
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				s.Close()
+			}, n)
+			b.ReportMetric(float64(engine)/1e6, "ms/open")
+			b.ReportMetric(float64(base)/1e6, "ms/store-open")
+			b.ReportMetric(float64(engine)/float64(base), "x-store")
+		})
+	}
+}
+
+// measure returns the mean time of fn over max(n, 3) runs.
+func measure(fn func(), n int) time.Duration {
+	n = max(n, 3)
+	start := time.Now()
+	for range n {
+		fn()
+	}
+	return time.Since(start) / time.Duration(n)
+}
+
+// BenchmarkCreateRemove10k is what one `daxstack create` and one
+// `daxstack remove` cost in embedded mode on the 10k-device database,
+// without the process start: open, command, close, twice. The baseline,
+// in the same run, is the two opens and closes alone.
+func BenchmarkCreateRemove10k(b *testing.B) {
+	dir := b.TempDir()
+	db := bigDB(b, dir)
+	cfg := control.Config{DB: db, SysfsRoot: filepath.Join(dir, "nosys")}
+	table := fmt.Sprintf("0 8 linear %s 0", filepath.Join(dir, "leaf0.img"))
+	cmd := func(method string, req any) {
+		e, err := control.Open(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer e.Close()
+		if _, err := control.Do[control.Empty](context.Background(), e, method, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := 0
+	for b.Loop() {
+		cmd("create", control.CreateReq{Name: "bench", Table: &table})
+		cmd("remove", control.RemoveReq{Name: "bench"})
+		n++
+	}
+	pair := b.Elapsed() / time.Duration(n)
+	base := measure(func() {
+		for range 2 {
+			e, err := control.Open(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			e.Close()
+		}
+	}, n)
+	b.ReportMetric(float64(pair)/1e6, "ms/create+remove")
+	b.ReportMetric(float64(base)/1e6, "ms/2-opens")
+	b.ReportMetric(float64(pair)/float64(base), "x-opens")
+}
