@@ -245,6 +245,16 @@ func (e *Engine) removeOne(name string) error {
 	if err != nil {
 		return opErr("remove", name, nil, err)
 	}
+	if len(e.pool.Users(d.Dev())) == 0 {
+		// A table error-range keeps to restore uses d as much as a live
+		// one: removing d would make good-range fail, or splice back
+		// whatever device takes the name next.
+		for u, t := range e.pristineTables() {
+			if u != d.Name() && slices.Contains(t.Devs(), d.Dev()) {
+				return opErr("remove", name, d, fmt.Errorf("%w: %s is used by %s (in the table error-range keeps to restore)", stack.ErrBusy, d.Name(), u))
+			}
+		}
+	}
 	if err := e.pool.Remove(d); err != nil {
 		return opErr("remove", name, d, err)
 	}
