@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/daxstack/daxstack/internal/testenv"
 )
 
 // bin is the daxstack binary built for the tests.
@@ -47,13 +49,7 @@ func TestMain(m *testing.M) {
 // (CI), where not being able to run it is a failure.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("DAXSTACK_REQUIRE_ROOT") == "1" {
-		t.Fatalf("this test needs root and DAXSTACK_REQUIRE_ROOT=1 forbids skipping it")
-	}
-	t.Skip("needs root")
+	testenv.NeedRoot(t)
 }
 
 func TestScripts(t *testing.T) {

@@ -7,6 +7,7 @@ package rmapchain_test
 
 import (
 	"fmt"
+	"github.com/daxstack/daxstack/internal/testenv"
 	"math/rand/v2"
 	"runtime"
 	"sort"
@@ -134,27 +135,6 @@ func rmapLevelsOf(b *testing.B, n int) *rmapLevels {
 	return rmapCache[n]
 }
 
-// paired returns the ns/op of fn measured right after the benchmark's
-// own loop, for about as long as that loop ran (at least 50 ms, at most
-// 2 s), so that both figures see the same machine: on a shared machine a
-// baseline measured at another moment can be off by half.
-func paired(b *testing.B, fn func(i int)) float64 {
-	want := min(max(b.Elapsed(), 50*time.Millisecond), 2*time.Second)
-	var total time.Duration
-	ops := 0
-	for n := 1; total < want; n *= 2 {
-		start := time.Now()
-		for i := range n {
-			fn(ops + i)
-		}
-		total += time.Since(start)
-		ops += n
-	}
-	return float64(total.Nanoseconds()) / float64(ops)
-}
-
-func nsPerOp(b *testing.B) float64 { return float64(b.Elapsed().Nanoseconds()) / float64(b.N) }
-
 // The naive enumeration takes about a second; it is measured once per
 // process, as a projection to the 1 TiB leaf rather than a paired figure.
 var (
@@ -185,9 +165,9 @@ func BenchmarkRmap8Sectors3Levels(b *testing.B) {
 		sinkMap = rmapchain.Propagate(rl.g, rl.srcs[i&mask], nil)
 	}
 	b.StopTimer()
-	scan := paired(b, func(i int) { sinkSet = rl.scanPropagate(rl.srcs[i&mask][rl.leaf]) })
+	scan := testenv.Paired(b, func(i int) { sinkSet = rl.scanPropagate(rl.srcs[i&mask][rl.leaf]) })
 	b.ReportMetric(scan, "scan-ns/op")
-	b.ReportMetric(scan/nsPerOp(b), "x-vs-scan")
+	b.ReportMetric(scan/testenv.NsPerOp(b), "x-vs-scan")
 }
 
 // BenchmarkWholeLeafLoss translates the loss of one 1 TiB leaf under a
@@ -218,7 +198,7 @@ func BenchmarkWholeLeafLoss(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(perChunkNs*chunks/1e6, "naive-ms/op")
 	b.ReportMetric(perChunkBytes*chunks/(1<<20), "naive-MiB/op")
-	b.ReportMetric(perChunkNs*chunks/nsPerOp(b), "x-vs-naive")
+	b.ReportMetric(perChunkNs*chunks/testenv.NsPerOp(b), "x-vs-naive")
 }
 
 // naiveLossPerChunk builds the loss stack with leaves of leafSectors,

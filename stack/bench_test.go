@@ -7,6 +7,7 @@ package stack_test
 
 import (
 	"fmt"
+	"github.com/daxstack/daxstack/internal/testenv"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -179,30 +180,6 @@ func resolveSearch(d *stack.Device, highs map[*stack.Device][]uint64, s uint64) 
 	return dev, s
 }
 
-// paired returns the ns/op of fn measured right after the benchmark's
-// own loop, for about as long as that loop ran (at least 50 ms, at most
-// 2 s), so that both figures see the same machine: on a shared machine a
-// baseline measured at another moment can be off by half.
-func paired(b *testing.B, fn func(i int)) float64 {
-	want := min(max(b.Elapsed(), 50*time.Millisecond), 2*time.Second)
-	var total time.Duration
-	ops := 0
-	for n := 1; total < want; n *= 2 {
-		start := time.Now()
-		for i := range n {
-			fn(ops + i)
-		}
-		total += time.Since(start)
-		ops += n
-	}
-	return float64(total.Nanoseconds()) / float64(ops)
-}
-
-// nsPerOp is the benchmark's own time per iteration so far.
-func nsPerOp(b *testing.B) float64 {
-	return float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-}
-
 var sinkDev *stack.Dev
 var sinkSector uint64
 
@@ -246,9 +223,9 @@ func benchMap3(b *testing.B, n int) {
 		sinkDev, sinkSector = resolveFind(top, q[i&mask])
 	}
 	b.StopTimer()
-	ns := nsPerOp(b)
-	scan := paired(b, func(i int) { sinkDev, sinkSector = resolveScan(top, q[i&mask]) })
-	search := paired(b, func(i int) { sinkDev, sinkSector = resolveSearch(top, highs, q[i&mask]) })
+	ns := testenv.NsPerOp(b)
+	scan := testenv.Paired(b, func(i int) { sinkDev, sinkSector = resolveScan(top, q[i&mask]) })
+	search := testenv.Paired(b, func(i int) { sinkDev, sinkSector = resolveSearch(top, highs, q[i&mask]) })
 	b.ReportMetric(scan, "scan-ns/op")
 	b.ReportMetric(search, "sortsearch-ns/op")
 	b.ReportMetric(scan/ns, "x-vs-scan")
@@ -284,8 +261,8 @@ func BenchmarkMap3LevelsStream(b *testing.B) {
 				sinkDev, sinkSector = resolveFind(top, at(i))
 			}
 			b.StopTimer()
-			ns := nsPerOp(b)
-			search := paired(b, func(i int) { sinkDev, sinkSector = resolveSearch(top, highs, at(i)) })
+			ns := testenv.NsPerOp(b)
+			search := testenv.Paired(b, func(i int) { sinkDev, sinkSector = resolveSearch(top, highs, at(i)) })
 			b.ReportMetric(search, "sortsearch-ns/op")
 			b.ReportMetric(search/ns, "x-vs-sortsearch")
 			// A linear scan per lookup is far too slow to run for as long;
@@ -319,9 +296,9 @@ func BenchmarkTrace3Levels(b *testing.B) {
 		sinkSector = steps[len(steps)-1].CSector
 	}
 	b.StopTimer()
-	find := paired(b, func(i int) { sinkDev, sinkSector = resolveFind(top, q[i&mask]) })
+	find := testenv.Paired(b, func(i int) { sinkDev, sinkSector = resolveFind(top, q[i&mask]) })
 	b.ReportMetric(find, "find-ns/op")
-	b.ReportMetric(nsPerOp(b)/find, "x-of-find")
+	b.ReportMetric(testenv.NsPerOp(b)/find, "x-of-find")
 }
 
 // BenchmarkLoad100kOverMapped loads a 100k-segment table over the
@@ -353,7 +330,7 @@ func BenchmarkLoad100kOverMapped(b *testing.B) {
 		loadOnce(overDev.String())
 	}
 	b.StopTimer()
-	leaf := paired(b, func(int) { loadOnce(overLeaf.String()) })
+	leaf := testenv.Paired(b, func(int) { loadOnce(overLeaf.String()) })
 	b.ReportMetric(leaf, "over-leaf-ns/op")
-	b.ReportMetric(nsPerOp(b)/leaf, "x-of-over-leaf")
+	b.ReportMetric(testenv.NsPerOp(b)/leaf, "x-of-over-leaf")
 }

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/daxstack/daxstack/internal/testenv"
 	"os"
 	"path/filepath"
 	"testing"
@@ -152,10 +153,10 @@ func BenchmarkOpenRead10kDevices(b *testing.B) {
 				sinkDevs = openRead(b, dbPath, mode.o)
 			}
 			b.StopTimer()
-			plain := paired(b, func(int) { sinkDevs = readPlain(b, plainPath) })
+			plain := testenv.Paired(b, func(int) { sinkDevs = readPlain(b, plainPath) })
 			b.ReportMetric(plain, "file-ns/op")
-			b.ReportMetric(plain/nsPerOp(b), "x-vs-file")
-			parse := paired(b, func(int) {
+			b.ReportMetric(plain/testenv.NsPerOp(b), "x-vs-file")
+			parse := testenv.Paired(b, func(int) {
 				for _, d := range got {
 					if _, err := stack.ParseText(*d.Active, stack.SourceInline); err != nil {
 						b.Fatal(err)
@@ -205,9 +206,9 @@ func BenchmarkUpdatePutDevice(b *testing.B) {
 		put(i)
 	}
 	b.StopTimer()
-	plain := paired(b, plainPut)
+	plain := testenv.Paired(b, plainPut)
 	b.ReportMetric(plain, "file-ns/op")
-	b.ReportMetric(plain/nsPerOp(b), "x-vs-file")
+	b.ReportMetric(plain/testenv.NsPerOp(b), "x-vs-file")
 }
 
 func replaceFile(dir, target string, v []byte) error {
@@ -236,23 +237,3 @@ func replaceFile(dir, target string, v []byte) error {
 	defer d.Close()
 	return d.Sync()
 }
-
-// paired runs fn over and over, doubling the count, until it has run
-// about as long as the benchmark's own loop (50 ms to 2 s), and returns
-// its time per call in ns.
-func paired(b *testing.B, fn func(i int)) float64 {
-	want := min(max(b.Elapsed(), 50*time.Millisecond), 2*time.Second)
-	var total time.Duration
-	ops := 0
-	for n := 1; total < want; n *= 2 {
-		start := time.Now()
-		for i := range n {
-			fn(ops + i)
-		}
-		total += time.Since(start)
-		ops += n
-	}
-	return float64(total.Nanoseconds()) / float64(ops)
-}
-
-func nsPerOp(b *testing.B) float64 { return float64(b.Elapsed().Nanoseconds()) / float64(b.N) }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/daxstack/daxstack/internal/testenv"
 )
 
 // fastRescan is the rescan interval of tests on fake trees, where only
@@ -458,7 +460,7 @@ func cgroup2Mount(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		unavailable(t, err.Error())
+		testenv.Unavailable(t, err.Error())
 	}
 	for line := range strings.Lines(string(b)) {
 		pre, post, ok := strings.Cut(line, " - ")
@@ -467,7 +469,7 @@ func cgroup2Mount(t *testing.T) string {
 			return f[4]
 		}
 	}
-	unavailable(t, "no cgroup2 hierarchy mounted")
+	testenv.Unavailable(t, "no cgroup2 hierarchy mounted")
 	return ""
 }
 
@@ -479,11 +481,11 @@ func cgroup2Mount(t *testing.T) string {
 // poll on it wakes exactly as on /sys/block/pmemX/badblocks. The rescan
 // is an hour away: only poll can deliver these changes.
 func TestKernfsNotify(t *testing.T) {
-	needRoot(t)
-	needCommand(t, "sleep")
+	testenv.NeedRoot(t)
+	testenv.NeedCommand(t, "sleep")
 	cg := filepath.Join(cgroup2Mount(t), fmt.Sprintf("daxstack-sysfswatch-%d", os.Getpid()))
 	if err := os.Mkdir(cg, 0o755); err != nil {
-		unavailable(t, fmt.Sprintf("cannot create a cgroup: %v", err))
+		testenv.Unavailable(t, fmt.Sprintf("cannot create a cgroup: %v", err))
 	}
 	t.Cleanup(func() { os.Remove(cg) })
 	events := filepath.Join(cg, "cgroup.events")

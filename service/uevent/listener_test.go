@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/daxstack/daxstack/internal/testenv"
 )
 
 // testSubsystem is the SUBSYSTEM of the uevents these tests make up, so
@@ -30,7 +32,7 @@ func listen(t *testing.T, o Options) *Listener {
 	t.Helper()
 	l, err := Listen(o)
 	if err != nil {
-		unavailable(t, fmt.Sprintf("netlink uevent socket: %v", err))
+		testenv.Unavailable(t, fmt.Sprintf("netlink uevent socket: %v", err))
 	}
 	t.Cleanup(func() { l.Close() })
 	return l
@@ -237,8 +239,8 @@ func TestListenOptions(t *testing.T) {
 // TestLoopDevice attaches a file to a loop device and detaches it again,
 // and checks the kernel's uevents for it.
 func TestLoopDevice(t *testing.T) {
-	needRoot(t)
-	needCommand(t, "losetup")
+	testenv.NeedRoot(t)
+	testenv.NeedCommand(t, "losetup")
 	img := filepath.Join(t.TempDir(), "img")
 	if err := os.WriteFile(img, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -252,7 +254,7 @@ func TestLoopDevice(t *testing.T) {
 		t.Helper()
 		out, err := exec.Command("losetup", append(args, "--show", img)...).CombinedOutput()
 		if err != nil {
-			unavailable(t, fmt.Sprintf("losetup %s: %v: %s", strings.Join(args, " "), err, out))
+			testenv.Unavailable(t, fmt.Sprintf("losetup %s: %v: %s", strings.Join(args, " "), err, out))
 		}
 		dev := strings.TrimSpace(string(out))
 		t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
@@ -333,7 +335,7 @@ func TestLoopDevice(t *testing.T) {
 // TestKernelValueWithEquals has the kernel send a uevent with '=' in a
 // value, which go-udev refuses, and checks it is delivered.
 func TestKernelValueWithEquals(t *testing.T) {
-	needRoot(t)
+	testenv.NeedRoot(t)
 	l := listen(t, Options{Subsystems: []string{testSubsystem}})
 	inject(t, sender(t), testPayload("dm-3", "DM_NAME=vg=1", "DM_UUID=", "MAJOR=253", "MINOR=3", "DEVNAME=dm-3"))
 	ev := waitFor(t, l, "the injected uevent", func(Event) bool { return true })
@@ -348,7 +350,7 @@ func TestKernelValueWithEquals(t *testing.T) {
 // TestForgedKernelEvent sends a kernel-format uevent to group 1 from user
 // space: a Kernel listener must not take it for the kernel's.
 func TestForgedKernelEvent(t *testing.T) {
-	needRoot(t)
+	testenv.NeedRoot(t)
 	l := listen(t, Options{Subsystems: []string{testSubsystem}})
 	fd := sender(t)
 	broadcast(t, fd, 1, testPayload("forged", "FORGED=1"))
@@ -365,7 +367,7 @@ func TestForgedKernelEvent(t *testing.T) {
 // TestUdevMode plays udevd: messages with the libudev header sent to
 // group 2 by root are delivered, others are not.
 func TestUdevMode(t *testing.T) {
-	needRoot(t)
+	testenv.NeedRoot(t)
 	l := listen(t, Options{Mode: Udev, Subsystems: []string{testSubsystem}})
 	fd := sender(t)
 	devpath := "/devices/virtual/" + testSubsystem + "/u0"
@@ -386,7 +388,7 @@ func TestUdevMode(t *testing.T) {
 // TestOverrun fills a tiny receive buffer: Next reports ErrOverrun and
 // then goes on delivering events.
 func TestOverrun(t *testing.T) {
-	needRoot(t)
+	testenv.NeedRoot(t)
 	l := listen(t, Options{Subsystems: []string{testSubsystem}, RcvBuf: 1})
 	if l.RcvBuf() > 16<<10 {
 		t.Fatalf("receive buffer is %d bytes; the test needs a tiny one", l.RcvBuf())
