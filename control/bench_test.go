@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/daxstack/daxstack/control"
+	"github.com/daxstack/daxstack/internal/testenv"
 	"github.com/daxstack/daxstack/store"
 )
 
@@ -115,7 +116,7 @@ func bigDB(tb testing.TB, dir string) string {
 // (8000 linear over 4 file leaves, 1500 linear over those, 500 striped
 // over pairs of the latter): reading every record, re-parsing every
 // table, opening the leaves and rebuilding the graph, as every embedded
-// command does. The baseline, measured in the same run, is store.Open and
+// command does. The baseline, measured right after (testenv.Paired), is store.Open and
 // reading the device and leaf records alone. Goal: at most 1 s per open.
 func BenchmarkOpen10k(b *testing.B) {
 	dir := b.TempDir()
@@ -154,7 +155,7 @@ func BenchmarkOpen10k(b *testing.B) {
 					b.Fatalf("%s did not load: %+v", d.Name, d)
 				}
 			}
-			base := measure(func() {
+			base := testenv.Paired(b, func(int) {
 				s, err := store.Open(db, store.Options{ReadOnly: ro})
 				if err != nil {
 					b.Fatal(err)
@@ -173,28 +174,18 @@ func BenchmarkOpen10k(b *testing.B) {
 					b.Fatal(err)
 				}
 				s.Close()
-			}, n)
+			})
 			b.ReportMetric(float64(engine)/1e6, "ms/open")
-			b.ReportMetric(float64(base)/1e6, "ms/store-open")
-			b.ReportMetric(float64(engine)/float64(base), "x-store")
+			b.ReportMetric(base/1e6, "ms/store-open")
+			b.ReportMetric(float64(engine)/base, "x-store")
 		})
 	}
-}
-
-// measure returns the mean time of fn over max(n, 3) runs.
-func measure(fn func(), n int) time.Duration {
-	n = max(n, 3)
-	start := time.Now()
-	for range n {
-		fn()
-	}
-	return time.Since(start) / time.Duration(n)
 }
 
 // BenchmarkCreateRemove10k is what one `daxstack create` and one
 // `daxstack remove` cost in embedded mode on the 10k-device database,
 // without the process start: open, command, close, twice. The baseline,
-// in the same run, is the two opens and closes alone.
+// right after (testenv.Paired), is the two opens and closes alone.
 func BenchmarkCreateRemove10k(b *testing.B) {
 	dir := b.TempDir()
 	db := bigDB(b, dir)
@@ -217,7 +208,7 @@ func BenchmarkCreateRemove10k(b *testing.B) {
 		n++
 	}
 	pair := b.Elapsed() / time.Duration(n)
-	base := measure(func() {
+	base := testenv.Paired(b, func(int) {
 		for range 2 {
 			e, err := control.Open(cfg)
 			if err != nil {
@@ -225,8 +216,8 @@ func BenchmarkCreateRemove10k(b *testing.B) {
 			}
 			e.Close()
 		}
-	}, n)
+	})
 	b.ReportMetric(float64(pair)/1e6, "ms/create+remove")
-	b.ReportMetric(float64(base)/1e6, "ms/2-opens")
-	b.ReportMetric(float64(pair)/float64(base), "x-opens")
+	b.ReportMetric(base/1e6, "ms/2-opens")
+	b.ReportMetric(float64(pair)/base, "x-opens")
 }
