@@ -37,6 +37,9 @@ type Method struct {
 	Name    string
 	Mutates bool // changes state: needs write access (root or the daemon's group)
 	call    func(ctx context.Context, e *Engine, params json.RawMessage) (any, error)
+	// Stateless methods need no engine or database (version, targets):
+	// see CallStateless.
+	Stateless bool
 	// unlocked methods manage the engine lock themselves (I/O).
 	unlocked bool
 }
@@ -53,6 +56,28 @@ func register[Req any, Resp any](name string, mutates bool, fn func(e *Engine, c
 		}
 		return fn(e, ctx, req)
 	}}
+}
+
+// registerStateless registers a method that needs no state.
+func registerStateless[Resp any](name string, fn func() Resp) {
+	methods[name] = Method{Name: name, Stateless: true, call: func(context.Context, *Engine, json.RawMessage) (any, error) {
+		return fn(), nil
+	}}
+}
+
+// CallStateless runs a method that needs no engine (Method.Stateless), so
+// that `daxstack version` and `targets` answer even without a database, or
+// with one this binary cannot open.
+func CallStateless(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
+	m, ok := methods[method]
+	if !ok || !m.Stateless {
+		return nil, fmt.Errorf("%w: %q needs the engine", ErrUsage, method)
+	}
+	res, err := m.call(ctx, nil, params)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(res)
 }
 
 // Lookup returns the named method.

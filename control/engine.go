@@ -586,11 +586,13 @@ func (e *Engine) deviceRecord(d *stack.Device, now time.Time) store.DeviceRecord
 	return r
 }
 
+// tableText is a table as stored: its stored text (see Table.StoredText),
+// or nil for no table.
 func tableText(t *stack.Table) *string {
 	if t == nil {
 		return nil
 	}
-	s := t.String()
+	s := t.StoredText()
 	return &s
 }
 

@@ -393,3 +393,27 @@ func TestRescanLostAndRestored(t *testing.T) {
 		t.Fatalf("a new file at the leaf's path was taken for the leaf: %+v", r)
 	}
 }
+
+// TestErrorTargetKeepsItsDevice: "error <dev> <off>" prints no parameters,
+// as the kernel does, but its device stays a dependency across commands:
+// deps shows it and the device cannot be removed while the table uses it.
+func TestErrorTargetKeepsItsDevice(t *testing.T) {
+	f := newFixture(t, 1, 4096)
+	must[control.Empty](f, "create", control.CreateReq{Name: "X", Table: strPtr(fmt.Sprintf("0 64 linear %s 0", f.leaves[0]))})
+	must[control.Empty](f, "create", control.CreateReq{Name: "e", Table: strPtr("0 16 error X 0")})
+	if got := tableLines(must[control.TableResp](f, "table", control.TableReq{Name: "e"})); got != "0 16 error " {
+		t.Fatalf("printed table %q", got)
+	}
+	if info := must[control.DeviceInfo](f, "info", control.NameReq{Name: "e"}); len(info.Deps) != 1 || info.Deps[0].Name != "X" {
+		t.Fatalf("deps of e: %+v", info.Deps)
+	}
+	if _, err := call[control.Empty](f, "remove", control.RemoveReq{Name: "X"}); !errors.Is(err, stack.ErrBusy) {
+		t.Fatalf("remove X under an error segment: %v", err)
+	}
+	// Splicing keeps it too.
+	must[control.Empty](f, "error-range", control.RangeReq{Name: "e", Sector: 4, Count: 4})
+	must[control.Empty](f, "good-range", control.RangeReq{Name: "e", Sector: 4, Count: 4})
+	if info := must[control.DeviceInfo](f, "info", control.NameReq{Name: "e"}); len(info.Deps) != 1 {
+		t.Fatalf("deps of e after splicing: %+v", info.Deps)
+	}
+}

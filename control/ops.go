@@ -87,6 +87,16 @@ func (e *Engine) tableChanged(d *stack.Device, before extent.Set, oldSize uint64
 
 // swap makes d's inactive table live and records the events.
 func (e *Engine) swap(d *stack.Device) error {
+	if d.Size() == 0 && len(e.pool.Users(d.Dev())) == 0 {
+		// A device without a table and without users: no sector of it
+		// existed before and nothing above it can see a change, so there
+		// are no events to compute (this keeps bulk creation linear).
+		if err := e.pool.Resume(d); err != nil {
+			return err
+		}
+		e.touchDevice(d)
+		return nil
+	}
 	before, oldSize := e.badSet(d.Dev()), d.Size()
 	if err := e.pool.Resume(d); err != nil {
 		return err
@@ -350,7 +360,7 @@ func (e *Engine) rename(_ context.Context, r RenameReq) (Empty, error) {
 				name = r.New
 			}
 			rec := e.devs[name]
-			if text := t.String(); rec.Pristine != nil && text != *rec.Pristine {
+			if text := t.StoredText(); rec.Pristine != nil && text != *rec.Pristine {
 				rec.Pristine = &text
 				e.devs[name] = rec
 				if u, err := e.pool.Device(name); err == nil {

@@ -20,8 +20,8 @@ func init() {
 	register("info", false, (*Engine).info)
 	register("table", false, (*Engine).table)
 	register("status", false, (*Engine).status)
-	register("targets", false, (*Engine).targets)
-	register("version", false, (*Engine).version)
+	registerStateless("targets", targetTypes)
+	registerStateless("version", func() VersionResp { return VersionResp{Library: Version, Driver: Version} })
 	register("map", false, (*Engine).mapRange)
 	register("rmap", false, (*Engine).rmapRange)
 	register("badblocks", false, (*Engine).badblocks)
@@ -122,16 +122,12 @@ func (e *Engine) table(_ context.Context, r TableReq) (TableResp, error) { retur
 
 func (e *Engine) status(_ context.Context, r TableReq) (TableResp, error) { return e.tableOf(r, true) }
 
-func (e *Engine) targets(_ context.Context, _ Empty) ([]TargetTypeInfo, error) {
+func targetTypes() []TargetTypeInfo {
 	var out []TargetTypeInfo
 	for _, t := range stack.Types() {
 		out = append(out, TargetTypeInfo{Name: t.Name, Version: t.Version})
 	}
-	return out, nil
-}
-
-func (e *Engine) version(_ context.Context, _ Empty) (VersionResp, error) {
-	return VersionResp{Library: Version, Driver: Version}, nil
+	return out
 }
 
 // mapRange returns the path of a range down its stack: one MapPiece per

@@ -6,7 +6,8 @@ import (
 	"github.com/daxstack/daxstack/extent"
 )
 
-// Splice returns the lines of a table that maps like t except that the
+// Splice returns the lines (parameters in the stored form, see
+// Table.StoredText) of a table that maps like t except that the
 // sectors in bad fail: they become error segments, and the segments around
 // them are cut into pieces that keep their own mapping (a linear piece keeps
 // its identity offset). This is how fstests' dmerror marks ranges bad. A cut
@@ -26,13 +27,13 @@ func (t *Table) Splice(bad extent.Set) ([]Line, error) {
 		seg := &t.segs[i]
 		cut := bad.Clip(seg.Begin, seg.End())
 		if cut.Empty() {
-			emit(seg.Begin, seg.Len, seg.Type, seg.Target.Table())
+			emit(seg.Begin, seg.Len, seg.Type, storedParams(seg.Target))
 			continue
 		}
 		pos := seg.Begin
 		piece := func(a, b uint64) error {
 			if a == seg.Begin && b == seg.End() {
-				emit(a, b-a, seg.Type, seg.Target.Table())
+				emit(a, b-a, seg.Type, storedParams(seg.Target))
 				return nil
 			}
 			sp, ok := seg.Target.(Splitter)

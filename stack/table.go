@@ -74,9 +74,29 @@ func (t *Table) StatusLines() []string {
 	return out
 }
 
-// String returns Lines joined by newlines: the text daxstack stores, which
-// parses back into the same table.
+// String returns Lines joined by newlines: the table as `dmsetup table`
+// prints it.
 func (t *Table) String() string { return strings.Join(t.Lines(), "\n") }
+
+// StoredText returns the table as daxstack stores it: the printed lines,
+// except that targets whose printed parameters leave out what builds them
+// (Persister) give their full parameters. It parses back into the same
+// table, dependencies included.
+func (t *Table) StoredText() string {
+	out := make([]string, len(t.Segments()))
+	for i := range out {
+		s := &t.segs[i]
+		out[i] = FormatLine(s.Begin, s.Len, s.Type, storedParams(s.Target))
+	}
+	return strings.Join(out, "\n")
+}
+
+func storedParams(tg Target) string {
+	if p, ok := tg.(Persister); ok {
+		return p.StoredParams()
+	}
+	return tg.Table()
+}
 
 // Devs returns the distinct children of the table, in order of first use.
 // The slice is the caller's.

@@ -66,10 +66,20 @@ type Failer interface {
 	Failing() extent.Set
 }
 
+// Persister is implemented by targets whose printed parameters (Table)
+// leave out arguments needed to build them again: the error target prints
+// nothing, as the kernel does, even when it was given a device, which is
+// still a dependency. StoredParams returns parameters that build the same
+// target; Table.StoredText uses them.
+type Persister interface {
+	StoredParams() string
+}
+
 // Splitter is implemented by targets that can express part of their
 // segment as a segment of its own: Split returns the parameters of a
 // segment covering segment sectors [off, off+n) that maps them exactly as
-// this one does (linear: the device and a moved offset). ok is false when
+// this one does (linear: the device and a moved offset), in the stored
+// form (see Persister). ok is false when
 // no such segment exists (a striped cut that is not a whole number of
 // stripe rows).
 type Splitter interface {

@@ -132,6 +132,9 @@ func (l *localCaller) Call(ctx context.Context, method string, params json.RawMe
 	if !ok {
 		return nil, usagef("unknown command %q", method)
 	}
+	if m.Stateless {
+		return control.CallStateless(ctx, method, params)
+	}
 	cfg := l.cfg
 	cfg.ReadOnly = !m.Mutates
 	if cfg.ReadOnly {

@@ -11,6 +11,8 @@
 package errtarget
 
 import (
+	"strconv"
+
 	"github.com/daxstack/daxstack/extent"
 	"github.com/daxstack/daxstack/stack"
 )
@@ -52,9 +54,21 @@ func (t *errTarget) Failing() extent.Set {
 	return extent.Of(extent.Extent{Start: 0, Len: t.len})
 }
 
-// Split returns no parameters: a piece of an error segment is an error
-// segment, and the kernel prints none.
-func (t *errTarget) Split(off, n uint64) (string, bool) { return "", true }
+// Split: a piece of an error segment is an error segment, over the same
+// device (if any) at the moved offset.
+func (t *errTarget) Split(off, n uint64) (string, bool) {
+	if t.dev == nil {
+		return "", true
+	}
+	return t.dev.Ref() + " " + strconv.FormatUint(t.start+off, 10), true
+}
+
+// StoredParams keeps the device the kernel does not print: it is still a
+// dependency of the table.
+func (t *errTarget) StoredParams() string {
+	p, _ := t.Split(0, t.len)
+	return p
+}
 
 // Rmap returns nothing: no sector of the segment holds data of the child.
 func (t *errTarget) Rmap(*stack.Dev, extent.Set) extent.Set { return extent.Set{} }

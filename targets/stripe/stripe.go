@@ -179,7 +179,8 @@ func (s *striped) Table() string {
 }
 
 // Status prints "<#stripes> (<device> )+1 <A|D per stripe>", e.g.
-// "2 259:1 259:0 1 AA"; D marks a stripe that has seen an I/O error.
+// "2 259:1 259:0 1 AA"; D marks a stripe that has seen an I/O error, as in
+// the kernel, or whose leaf is lost (every I/O to it would fail).
 func (s *striped) Status() string {
 	var b strings.Builder
 	b.WriteString(strconv.FormatUint(s.k, 10) + " ")
@@ -188,13 +189,19 @@ func (s *striped) Status() string {
 	}
 	b.WriteString("1 ")
 	for i := range s.stripes {
-		if s.stripes[i].errors.Load() > 0 {
+		if s.stripes[i].errors.Load() > 0 || lost(s.stripes[i].dev) {
 			b.WriteByte('D')
 		} else {
 			b.WriteByte('A')
 		}
 	}
 	return b.String()
+}
+
+// lost reports whether dev is a leaf that says it is lost.
+func lost(dev *stack.Dev) bool {
+	l, ok := dev.Leaf().(interface{ Lost() bool })
+	return ok && l.Lost()
 }
 
 // Rmap inverts the stripe mapping for every stripe on child. A stripe's

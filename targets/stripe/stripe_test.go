@@ -130,6 +130,28 @@ func TestStatusAfterReadError(t *testing.T) {
 	}
 }
 
+// TestStatusLostLeaf: a stripe whose leaf is lost reads D at once, and A
+// again when the leaf is back (no I/O error was counted).
+func TestStatusLostLeaf(t *testing.T) {
+	a := stacktest.NewMemLeaf("259:1", "pmem1", 512, true)
+	b := stacktest.NewMemLeaf("259:0", "pmem0", 512, true)
+	p := stack.NewPool(stacktest.Opener(a, b))
+	d, _ := p.Create("s0", "")
+	if err := p.LoadText(d, "0 512 striped 2 8 259:1 64 259:0 128", stack.SourceInline); err != nil {
+		t.Fatal(err)
+	}
+	p.Resume(d)
+	st := d.Active().Segments()[0].Target
+	a.SetLost(true)
+	if got := st.Status(); got != "2 259:1 259:0 1 DA" {
+		t.Errorf("status with the first leaf lost %q, want DA", got)
+	}
+	a.SetLost(false)
+	if got := st.Status(); got != "2 259:1 259:0 1 AA" {
+		t.Errorf("status with the leaf back %q, want AA", got)
+	}
+}
+
 // TestMapMatchesKernelFormula checks Map against the kernel's
 // stripe_map_sector written out plainly, for power-of-two and other chunk
 // sizes and stripe counts.
