@@ -166,12 +166,24 @@ func (e *Engine) KnownDevice(name string, major, minor uint32) bool {
 	return false
 }
 
+// PreRemoveResp is what a pre-remove logged: the last sequence number,
+// and the pre-remove events with theirs, so that the daemon can wait for
+// each device's holder to acknowledge its own event.
+type PreRemoveResp struct {
+	Seq    uint64            `json:"seq"`
+	Events []rmapchain.Event `json:"events,omitempty"`
+}
+
 // preRemove logs a pre-remove event for every device above a leaf (the
 // kernel's MF_MEM_PRE_REMOVE): holders should stop using the sectors the
 // leaf backs, which are about to go.
-func (e *Engine) preRemove(_ context.Context, r NameReq) (SeqResp, error) {
-	var resp SeqResp
-	err := e.mutate(func() error {
+func (e *Engine) preRemove(_ context.Context, r NameReq) (PreRemoveResp, error) {
+	var resp PreRemoveResp
+	before, err := e.lastSeq()
+	if err != nil {
+		return resp, err
+	}
+	err = e.mutate(func() error {
 		dev, rec, err := e.leafByRef(r.Name)
 		if err != nil {
 			return err
@@ -179,9 +191,23 @@ func (e *Engine) preRemove(_ context.Context, r NameReq) (SeqResp, error) {
 		e.op.events = append(e.op.events, rmapchain.Translate(e.pool.Graph(), rmapchain.PreRemove, dev, e.wholeLeaf(rec), e.cfg.Now())...)
 		return nil
 	})
-	if err == nil {
-		resp.Seq, err = e.lastSeq()
+	if err != nil {
+		return resp, err
 	}
+	// The method runs under the engine lock: every event after before is
+	// this command's.
+	err = e.db.View(func(tx *store.Tx) error {
+		var err error
+		if resp.Seq, err = tx.LastSeq(); err != nil {
+			return err
+		}
+		return tx.Events(before, func(ev rmapchain.Event) error {
+			if ev.Kind == rmapchain.PreRemove {
+				resp.Events = append(resp.Events, ev)
+			}
+			return nil
+		})
+	})
 	return resp, err
 }
 
