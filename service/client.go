@@ -75,36 +75,87 @@ func (c *Client) Call(ctx context.Context, method string, params json.RawMessage
 
 // Subscription is an event stream from the daemon.
 type Subscription struct {
-	conn   net.Conn
-	events chan rmapchain.Event
-	wmu    sync.Mutex
-	err    error
-	done   chan struct{}
+	conn    net.Conn
+	events  chan rmapchain.Event
+	devices []string
+	wmu     sync.Mutex
+	err     error
+	done    chan struct{}
 }
+
+// ErrNoDaemon: nothing answered on the socket, or the daemon went away
+// before answering (it is not running, or restarting). Subscribe and Hold
+// wrap it with the cause; any other error is the daemon's refusal.
+var ErrNoDaemon = errors.New("no daxstack daemon answers")
+
+// subscribeTimeout bounds the wait for the daemon's answer to a
+// subscription.
+const subscribeTimeout = 30 * time.Second
 
 // Subscribe opens a connection of its own and streams the events logged
 // after since that concern devices (all when empty).
 func Subscribe(path string, since uint64, devices []string) (*Subscription, error) {
+	return subscribe(path, SubscribeReq{Since: since, Devices: devices})
+}
+
+// Hold opens a connection of its own, claims devices on it for holder, and
+// streams their events logged after since. The claims end when the
+// subscription is closed (or the process ends); a holder that lost its
+// daemon calls Hold again to claim them anew. A claim the daemon refuses
+// (another holder, a table using the device, no right to change state) is
+// Hold's error.
+func Hold(path string, since uint64, devices []string, holder string) (*Subscription, error) {
+	if holder == "" {
+		return nil, fmt.Errorf("%w: hold: empty holder name", control.ErrUsage)
+	}
+	return subscribe(path, SubscribeReq{Since: since, Devices: devices, Holder: holder})
+}
+
+func subscribe(path string, req SubscribeReq) (*Subscription, error) {
 	c, err := net.Dial("unix", path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrNoDaemon, err)
 	}
-	p, _ := json.Marshal(SubscribeReq{Since: since, Devices: devices})
+	p, _ := json.Marshal(req)
 	b, _ := json.Marshal(request{ID: 1, Method: "subscribe", Params: p})
 	if _, err := c.Write(append(b, '\n')); err != nil {
 		c.Close()
-		return nil, err
+		return nil, fmt.Errorf("%w: %s: %w", ErrNoDaemon, path, err)
 	}
-	s := &Subscription{conn: c, events: make(chan rmapchain.Event, 256), done: make(chan struct{})}
-	go s.read()
+	sc := bufio.NewScanner(c)
+	sc.Buffer(make([]byte, 64<<10), maxLine)
+	c.SetReadDeadline(time.Now().Add(subscribeTimeout))
+	if !sc.Scan() {
+		err := sc.Err()
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		c.Close()
+		return nil, fmt.Errorf("%w: %s: %w", ErrNoDaemon, path, err)
+	}
+	c.SetReadDeadline(time.Time{})
+	var resp response
+	if err := json.Unmarshal(sc.Bytes(), &resp); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("daemon %s: bad response: %w", path, err)
+	}
+	if resp.Error != nil {
+		c.Close()
+		return nil, resp.Error.Err()
+	}
+	var sr SubscribeResp
+	if err := json.Unmarshal(resp.Result, &sr); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("daemon %s: bad response: %w", path, err)
+	}
+	s := &Subscription{conn: c, events: make(chan rmapchain.Event, 256), devices: sr.Devices, done: make(chan struct{})}
+	go s.read(sc)
 	return s, nil
 }
 
-func (s *Subscription) read() {
+func (s *Subscription) read(sc *bufio.Scanner) {
 	defer close(s.events)
 	defer close(s.done)
-	sc := bufio.NewScanner(s.conn)
-	sc.Buffer(make([]byte, 64<<10), maxLine)
 	for sc.Scan() {
 		var resp response
 		if err := json.Unmarshal(sc.Bytes(), &resp); err != nil {
@@ -124,6 +175,10 @@ func (s *Subscription) read() {
 		s.err = io.EOF
 	}
 }
+
+// Devices returns the devices the stream follows as events name them (for
+// a holder, the devices it claimed), or nil for all.
+func (s *Subscription) Devices() []string { return s.devices }
 
 // Events returns the stream; it is closed when the connection ends (see
 // Err).
@@ -146,8 +201,5 @@ func (s *Subscription) Ack(seq uint64) error {
 
 // Close ends the stream.
 func (s *Subscription) Close() error { return s.conn.Close() }
-
-// ErrStreamEnded: the daemon went away and did not come back in time.
-var ErrStreamEnded = errors.New("event stream ended")
 
 var _ control.Caller = (*Client)(nil)

@@ -11,15 +11,23 @@
 // socket. A request is {"id":N,"method":M,"params":{...}}; its response is
 // {"id":N,"result":{...}} or {"id":N,"error":{...}} (control.WireError).
 // The method "subscribe" ({"since":SEQ,"devices":[...]}) turns the
-// connection into an event stream: the server sends {"id":N,"event":{...}}
-// for every logged event after SEQ, first from the log and then as they are
+// connection into an event stream: the server answers {"id":N,"result":
+// {"devices":[...],"since":SEQ}}, then sends {"id":N,"event":{...}} for
+// every logged event after SEQ, first from the log and then as they are
 // committed, and the client may send {"ack":SEQ} when it has handled events
 // up to SEQ. Delivery is at least once: a subscriber that reconnects with
-// its last handled SEQ misses nothing.
+// its last handled SEQ misses nothing. With "holder":NAME the connection
+// first claims the devices for NAME (the answer names them as events do),
+// so the claims live exactly as long as the stream, and a holder that
+// reconnects after a daemon restart claims them again. A pre-remove waits
+// (up to Config.AckTimeout) until the holder of every device it concerns
+// has acknowledged that device's event.
 //
 // Access: the socket is mode 0660, owned by root and the configured group.
 // The server reads the peer's credentials (SO_PEERCRED) on every
 // connection; methods that change state are allowed to root and members of
 // the group only, reports to anyone who can connect. A claim made through
-// the socket belongs to the connection: it ends when the client goes away.
+// the socket belongs to the connection: it ends when the client goes away
+// (not when the daemon stops: the claim stays recorded with the holder's
+// PID, and lasts as long as that process).
 package service

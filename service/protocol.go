@@ -25,10 +25,22 @@ type response struct {
 	Event  *rmapchain.Event   `json:"event,omitempty"`
 }
 
-// SubscribeReq starts an event stream.
+// SubscribeReq starts an event stream. With Holder set, the connection
+// first claims every one of Devices for Holder (which needs the right to
+// change state); the claims end when the connection does, and a holder
+// that reconnects claims them again the same way.
 type SubscribeReq struct {
 	Since   uint64   `json:"since"`
 	Devices []string `json:"devices,omitempty"`
+	Holder  string   `json:"holder,omitempty"`
+}
+
+// SubscribeResp is the first line of a stream: the devices followed, as
+// events name them (a holder's claimed devices), and the sequence number
+// the stream starts after.
+type SubscribeResp struct {
+	Devices []string `json:"devices,omitempty"`
+	Since   uint64   `json:"since"`
 }
 
 // maxLine bounds one protocol line (a write of 4 MiB, base64-encoded, and

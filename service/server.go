@@ -23,6 +23,7 @@ import (
 
 	"github.com/daxstack/daxstack/control"
 	"github.com/daxstack/daxstack/rmapchain"
+	"github.com/daxstack/daxstack/stack"
 )
 
 // Config configures the daemon.
@@ -204,9 +205,53 @@ type conn struct {
 	w      *bufio.Writer
 	cmu    sync.Mutex
 	claims []control.ClaimReq // connection-bound claims, released at close
-	subs   []string           // devices of the subscription, when subscribed
 	subbed atomic.Bool
-	acked  atomic.Uint64
+
+	// Delivery state of a subscription, for pre-remove waits.
+	amu     sync.Mutex
+	acked   uint64   // the client handled every event up to here
+	pos     uint64   // the stream has read the log up to here
+	unacked []uint64 // pre-remove events sent and not acknowledged yet
+}
+
+// maxUnacked bounds the pre-remove events remembered for a client that
+// never acknowledges; the oldest are forgotten (and no longer waited for).
+const maxUnacked = 1024
+
+// ack records that the client handled every event up to seq.
+func (c *conn) ack(seq uint64) {
+	c.amu.Lock()
+	defer c.amu.Unlock()
+	c.acked = max(c.acked, seq)
+	c.unacked = slices.DeleteFunc(c.unacked, func(q uint64) bool { return q <= c.acked })
+}
+
+// sending records that the pre-remove event seq is about to be sent.
+func (c *conn) sending(seq uint64) {
+	c.amu.Lock()
+	defer c.amu.Unlock()
+	if seq > c.acked {
+		if len(c.unacked) >= maxUnacked {
+			c.unacked = c.unacked[1:]
+		}
+		c.unacked = append(c.unacked, seq)
+	}
+}
+
+// advance records that the stream has read the log up to seq.
+func (c *conn) advance(seq uint64) {
+	c.amu.Lock()
+	c.pos = max(c.pos, seq)
+	c.amu.Unlock()
+}
+
+// handled reports whether the subscriber is done with event seq: it
+// acknowledged it, or its stream went past it without sending it (the
+// event is not for its devices).
+func (c *conn) handled(seq uint64) bool {
+	c.amu.Lock()
+	defer c.amu.Unlock()
+	return c.acked >= seq || (c.pos >= seq && !slices.Contains(c.unacked, seq))
 }
 
 func (s *Server) serveConn(ctx context.Context, uc *net.UnixConn) {
@@ -225,7 +270,12 @@ func (s *Server) serveConn(ctx context.Context, uc *net.UnixConn) {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
-		c.releaseClaims()
+		// A claim ends when its client goes away, not when the daemon
+		// stops: the claim stays recorded (with the holder's PID) for the
+		// next daemon, and the holder claims it again when it reconnects.
+		if ctx.Err() == nil {
+			c.releaseClaims()
+		}
 		s.ackChanged()
 	}()
 	sc := bufio.NewScanner(uc)
@@ -239,26 +289,18 @@ func (s *Server) serveConn(ctx context.Context, uc *net.UnixConn) {
 			continue
 		}
 		if req.Ack != nil {
-			for {
-				old := c.acked.Load()
-				if *req.Ack <= old || c.acked.CompareAndSwap(old, *req.Ack) {
-					break
-				}
-			}
+			c.ack(*req.Ack)
 			s.ackChanged()
 			continue
 		}
 		if req.Method == "subscribe" {
-			var sub SubscribeReq
-			if err := json.Unmarshal(req.Params, &sub); err != nil && len(req.Params) > 0 {
-				c.send(response{ID: req.ID, Error: control.EncodeError(fmt.Errorf("%w: subscribe: %v", control.ErrUsage, err))})
+			sub, err := c.subscribe(connCtx, req)
+			if err != nil {
+				c.send(response{ID: req.ID, Error: control.EncodeError(err)})
 				continue
 			}
-			if c.subbed.Swap(true) {
-				c.send(response{ID: req.ID, Error: control.EncodeError(fmt.Errorf("%w: already subscribed", control.ErrUsage))})
-				continue
-			}
-			c.subs = sub.Devices
+			res, _ := json.Marshal(SubscribeResp{Devices: sub.Devices, Since: sub.Since})
+			c.send(response{ID: req.ID, Result: res})
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
@@ -283,6 +325,101 @@ func peerCred(uc *net.UnixConn) (*unix.Ucred, error) {
 		return nil, err
 	}
 	return cred, cerr
+}
+
+// subscribe checks a subscription request and, for a holder, claims its
+// devices for this connection; the stream then follows the devices by the
+// names events give them.
+func (c *conn) subscribe(ctx context.Context, req request) (SubscribeReq, error) {
+	var sub SubscribeReq
+	if len(req.Params) > 0 {
+		if err := json.Unmarshal(req.Params, &sub); err != nil {
+			return sub, fmt.Errorf("%w: subscribe: %v", control.ErrUsage, err)
+		}
+	}
+	if c.subbed.Load() {
+		return sub, fmt.Errorf("%w: already subscribed", control.ErrUsage)
+	}
+	if sub.Holder != "" {
+		if len(sub.Devices) == 0 {
+			return sub, fmt.Errorf("%w: subscribe: a holder must name the devices it claims", control.ErrUsage)
+		}
+		if err := c.mayCall("claim"); err != nil {
+			return sub, err
+		}
+		var made []control.ClaimReq
+		for i, dev := range sub.Devices {
+			cl, err := c.claim(ctx, control.ClaimReq{Device: dev, Holder: sub.Holder})
+			if err != nil {
+				for _, m := range made {
+					c.release(m)
+				}
+				return sub, err
+			}
+			made = append(made, cl)
+			sub.Devices[i] = cl.Device
+		}
+	}
+	c.amu.Lock()
+	c.pos = sub.Since
+	c.amu.Unlock()
+	c.subbed.Store(true)
+	return sub, nil
+}
+
+// mayCall refuses a method that changes state to a peer that may not.
+func (c *conn) mayCall(method string) error {
+	m, ok := control.Lookup(method)
+	if !ok || !m.Mutates || c.mayChange() {
+		return nil
+	}
+	who := "root"
+	if c.s.cfg.Group != "" {
+		who = "root and group " + c.s.cfg.Group
+	}
+	return fmt.Errorf("%w: %s changes state, which only %s may do (you are uid %d)", syscall.EACCES, method, who, c.cred.Uid)
+}
+
+// claim claims a device for this connection: the claim carries the peer's
+// PID and ends when the connection does.
+func (c *conn) claim(ctx context.Context, cl control.ClaimReq) (control.ClaimReq, error) {
+	cl.PID = int(c.cred.Pid)
+	p, _ := json.Marshal(cl)
+	res, err := c.s.eng.Call(ctx, "claim", p)
+	if err != nil {
+		return cl, err
+	}
+	var cr control.ClaimResp
+	if err := json.Unmarshal(res, &cr); err != nil {
+		return cl, err
+	}
+	cl.Device = cr.Device
+	c.cmu.Lock()
+	c.claims = append(c.claims, cl)
+	c.cmu.Unlock()
+	return cl, nil
+}
+
+// release ends one of this connection's claims.
+func (c *conn) release(cl control.ClaimReq) {
+	p, _ := json.Marshal(control.ClaimReq{Device: cl.Device, Holder: cl.Holder})
+	// Not held any more (the holder released it itself just before it
+	// went away) is what this release wanted.
+	if _, err := c.s.eng.Call(context.Background(), "release", p); err != nil && !errors.Is(err, stack.ErrNotFound) {
+		c.s.cfg.Logf("daxstack: releasing %s for %s: %v", cl.Device, cl.Holder, err)
+	}
+	c.s.forgetClaim(cl.Device)
+}
+
+// forgetClaim drops a released device from every connection's claims.
+func (s *Server) forgetClaim(device string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.cmu.Lock()
+		c.claims = slices.DeleteFunc(c.claims, func(x control.ClaimReq) bool { return x.Device == device })
+		c.cmu.Unlock()
+	}
 }
 
 // mayChange reports whether the peer may run commands that change state:
@@ -332,45 +469,38 @@ func (c *conn) handle(ctx context.Context, req request) response {
 		resp.Error = control.EncodeError(err)
 		return resp
 	}
-	m, ok := control.Lookup(req.Method)
-	if !ok {
+	if _, ok := control.Lookup(req.Method); !ok {
 		return fail(fmt.Errorf("%w: no command %q", control.ErrUsage, req.Method))
 	}
-	if m.Mutates && !c.mayChange() {
-		return fail(fmt.Errorf("%w: %s changes state: only root and group %s may (you are uid %d)", syscall.EACCES, req.Method, c.s.cfg.Group, c.cred.Uid))
+	if err := c.mayCall(req.Method); err != nil {
+		return fail(err)
 	}
-	params := req.Params
-	var claim control.ClaimReq
-	if req.Method == "claim" || req.Method == "release" {
-		if err := json.Unmarshal(params, &claim); err != nil {
-			return fail(fmt.Errorf("%w: %v", control.ErrUsage, err))
+	if req.Method == "claim" {
+		var cl control.ClaimReq
+		if err := json.Unmarshal(req.Params, &cl); err != nil {
+			return fail(fmt.Errorf("%w: claim: %v", control.ErrUsage, err))
 		}
-		if req.Method == "claim" {
-			claim.PID = int(c.cred.Pid) // the claim dies with this connection
-			params, _ = json.Marshal(claim)
+		cl, err := c.claim(ctx, cl) // the claim dies with this connection
+		if err != nil {
+			return fail(err)
 		}
+		resp.Result, _ = json.Marshal(control.ClaimResp{Device: cl.Device})
+		return resp
 	}
-	res, err := c.s.eng.Call(ctx, req.Method, params)
+	res, err := c.s.eng.Call(ctx, req.Method, req.Params)
 	resp.Result = res
 	if err != nil {
 		return fail(err)
 	}
 	switch req.Method {
-	case "claim":
-		var cr control.ClaimResp
-		json.Unmarshal(res, &cr)
-		claim.Device = cr.Device
-		c.cmu.Lock()
-		c.claims = append(c.claims, claim)
-		c.cmu.Unlock()
 	case "release":
-		c.cmu.Lock()
-		c.claims = slices.DeleteFunc(c.claims, func(x control.ClaimReq) bool { return x.Device == claim.Device })
-		c.cmu.Unlock()
+		var cl control.ClaimReq
+		json.Unmarshal(req.Params, &cl)
+		c.s.forgetClaim(strings.TrimPrefix(cl.Device, "/dev/mapper/"))
 	case "pre-remove":
-		var sr control.SeqResp
-		json.Unmarshal(res, &sr)
-		c.s.waitForHolders(ctx, sr.Seq)
+		var pr control.PreRemoveResp
+		json.Unmarshal(res, &pr)
+		c.s.waitForHolders(ctx, pr.Events)
 	}
 	return resp
 }
@@ -382,17 +512,15 @@ func (c *conn) releaseClaims() {
 	c.claims = nil
 	c.cmu.Unlock()
 	for _, cl := range claims {
-		p, _ := json.Marshal(control.ClaimReq{Device: cl.Device, Holder: cl.Holder})
-		if _, err := c.s.eng.Call(context.Background(), "release", p); err != nil {
-			c.s.cfg.Logf("daxstack: releasing %s for %s: %v", cl.Device, cl.Holder, err)
-		}
+		c.release(cl)
 	}
 }
 
-func (c *conn) holds() bool {
+// holdsFor reports whether the connection claims device.
+func (c *conn) holdsFor(device string) bool {
 	c.cmu.Lock()
 	defer c.cmu.Unlock()
-	return len(c.claims) > 0
+	return slices.ContainsFunc(c.claims, func(x control.ClaimReq) bool { return x.Device == device })
 }
 
 // stream sends a subscriber every logged event after sub.Since that
@@ -414,22 +542,55 @@ func (c *conn) stream(ctx context.Context, id uint64, sub SubscribeReq) {
 			}
 			for i := range page.Events {
 				ev := page.Events[i]
+				if ev.Kind == rmapchain.PreRemove {
+					c.sending(ev.Seq)
+				}
 				if err := c.send(response{ID: id, Event: &ev}); err != nil {
 					return
 				}
 				since = ev.Seq
+				c.advance(since)
 			}
 			if len(page.Events) < 1024 {
 				since = max(since, page.Last)
+				c.advance(since)
 				break
 			}
 		}
+		c.s.ackChanged() // the stream moved: pre-remove waits look again
 		select {
 		case <-wake:
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// holderStreams returns the streams that carry device's events to its
+// holder: the subscribed connections that claimed it, or, when the claim
+// was made on a connection that does not stream (a program that claims on
+// one connection and subscribes on another), the subscribed connections
+// of the claiming process. Called with s.mu held.
+func (s *Server) holderStreams(device string) []*conn {
+	var out []*conn
+	pids := map[int32]bool{}
+	for c := range s.conns {
+		if c.holdsFor(device) {
+			if c.subbed.Load() {
+				out = append(out, c)
+			}
+			pids[c.cred.Pid] = true
+		}
+	}
+	if len(out) > 0 || len(pids) == 0 {
+		return out
+	}
+	for c := range s.conns {
+		if pids[c.cred.Pid] && c.subbed.Load() {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (s *Server) ackChanged() {
@@ -439,29 +600,35 @@ func (s *Server) ackChanged() {
 	s.mu.Unlock()
 }
 
-// waitForHolders waits (at most AckTimeout) until every subscribed
-// connection that holds a claim has acknowledged events up to seq: a
-// pre-remove must reach the holders before the removal goes on.
-func (s *Server) waitForHolders(ctx context.Context, seq uint64) {
+// waitForHolders waits (at most AckTimeout) until the holder of every
+// device a pre-remove event was logged for has handled that event: a
+// pre-remove must reach the holders before the removal goes on. Holders
+// of other devices, and watchers, are not waited for (see holderStreams).
+func (s *Server) waitForHolders(ctx context.Context, evs []rmapchain.Event) {
+	if len(evs) == 0 {
+		return
+	}
 	deadline := time.NewTimer(s.cfg.AckTimeout)
 	defer deadline.Stop()
 	for {
 		s.mu.Lock()
-		pending := 0
-		for c := range s.conns {
-			if c.subbed.Load() && c.holds() && c.acked.Load() < seq {
-				pending++
+		var pending []string
+		for _, ev := range evs {
+			for _, c := range s.holderStreams(ev.Device) {
+				if !c.handled(ev.Seq) {
+					pending = append(pending, fmt.Sprintf("%s (event %d, pid %d)", ev.Device, ev.Seq, c.cred.Pid))
+				}
 			}
 		}
 		acked := s.acked
 		s.mu.Unlock()
-		if pending == 0 {
+		if len(pending) == 0 {
 			return
 		}
 		select {
 		case <-acked:
 		case <-deadline.C:
-			s.cfg.Logf("daxstack: pre-remove: %d holder(s) did not acknowledge event %d in %v", pending, seq, s.cfg.AckTimeout)
+			s.cfg.Logf("daxstack: pre-remove: no acknowledgement within %v from the holder of %s", s.cfg.AckTimeout, strings.Join(pending, ", "))
 			return
 		case <-ctx.Done():
 			return
