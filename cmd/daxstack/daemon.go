@@ -99,14 +99,38 @@ type daemonCaller struct {
 
 func (d *daemonCaller) events() eventSource { return &streamSource{path: d.path, d: d} }
 
+// hold claims dev for holder on a stream of its own, so that the claim
+// lasts exactly as long as the stream, and returns the stream and the
+// device's name as events give it.
+func (d *daemonCaller) hold(dev, holder string, since uint64) (*streamSource, string, error) {
+	sub, err := service.Hold(d.path, since, []string{dev}, holder)
+	if err != nil {
+		return nil, "", err
+	}
+	name := dev
+	if devs := sub.Devices(); len(devs) == 1 {
+		name = devs[0]
+	}
+	return &streamSource{path: d.path, d: d, sub: sub, holder: holder}, name, nil
+}
+
 // streamSource reads events from a daemon subscription, acknowledging each
 // batch when the next is asked for, and reconnecting (from the last
-// handled sequence number) when the daemon restarts.
+// handled sequence number) when the daemon restarts. A holder's stream
+// claims its device again when it reconnects.
 type streamSource struct {
 	path    string
 	d       *daemonCaller
 	sub     *service.Subscription
+	holder  string // claim the devices on each connection
 	handled uint64
+}
+
+// close ends the stream (and a holder's claims with it).
+func (s *streamSource) close() {
+	if s.sub != nil {
+		s.sub.Close()
+	}
 }
 
 // reconnectFor bounds how long a subscriber waits for a restarting daemon.
@@ -122,9 +146,15 @@ func (s *streamSource) next(ctx context.Context, since uint64, devices []string,
 	deadline := time.Now().Add(reconnectFor)
 	for {
 		if s.sub == nil {
-			sub, err := service.Subscribe(s.path, since, devices)
+			var sub *service.Subscription
+			var err error
+			if s.holder != "" {
+				sub, err = service.Hold(s.path, since, devices, s.holder)
+			} else {
+				sub, err = service.Subscribe(s.path, since, devices)
+			}
 			if err != nil {
-				if time.Now().After(deadline) {
+				if !errors.Is(err, service.ErrNoDaemon) || time.Now().After(deadline) {
 					return nil, since, err
 				}
 				select {

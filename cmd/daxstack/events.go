@@ -76,7 +76,11 @@ func eventFlags() []cli.Flag {
 
 // streamEvents prints (or hands to fn) events for devices until ctx ends.
 func streamEvents(x *env, devices []string, fn func(rmapchain.Event) error) error {
-	src := sourceFor(x)
+	return streamFrom(x, sourceFor(x), devices, fn)
+}
+
+// streamFrom is streamEvents from a given source.
+func streamFrom(x *env, src eventSource, devices []string, fn func(rmapchain.Event) error) error {
 	since := x.c.Uint64("since")
 	follow := !x.c.Bool("no-follow")
 	for {
@@ -153,9 +157,23 @@ func holdAction(c *cli.Context) error {
 	if name == "" {
 		name = fmt.Sprintf("hold:%d", os.Getpid())
 	}
+	// Through the daemon the claim is made on the event stream itself, so
+	// that it lasts exactly as long as the stream (a pre-remove waits for
+	// this stream's acknowledgement) and is made again when the stream
+	// reconnects to a restarted daemon.
+	var src eventSource
 	var claimed control.ClaimResp
-	if err := x.call("claim", control.ClaimReq{Device: dev, Holder: name, PID: os.Getpid()}, &claimed); err != nil {
+	if d, ok := x.caller.(*daemonCaller); ok && !c.Bool("no-follow") {
+		s, name, err := d.hold(dev, name, c.Uint64("since"))
+		if err != nil {
+			return err
+		}
+		defer s.close()
+		src, claimed.Device = s, name
+	} else if err := x.call("claim", control.ClaimReq{Device: dev, Holder: name, PID: os.Getpid()}, &claimed); err != nil {
 		return err
+	} else {
+		src = sourceFor(x)
 	}
 	defer func() {
 		// Release on the way out, even after an interrupt.
@@ -179,5 +197,5 @@ func holdAction(c *cli.Context) error {
 			return nil
 		}
 	}
-	return streamEvents(x, []string{claimed.Device}, handle)
+	return streamFrom(x, src, []string{claimed.Device}, handle)
 }
