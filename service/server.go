@@ -40,6 +40,9 @@ type Config struct {
 	// AckTimeout bounds how long a pre-remove waits for holders to
 	// acknowledge it.
 	AckTimeout time.Duration
+	// UeventRcvBuf is the uevent socket's receive buffer in bytes (zero:
+	// uevent.DefaultRcvBuf). Tests shrink it to provoke overruns.
+	UeventRcvBuf int
 	// Logf logs daemon activity (log.Printf if nil).
 	Logf func(format string, args ...any)
 }

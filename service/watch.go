@@ -22,7 +22,7 @@ func (s *Server) watch(ctx context.Context) {
 		}
 	}
 	if s.cfg.Uevents {
-		l, err := uevent.Listen(uevent.Options{Subsystems: []string{"block", "dax"}})
+		l, err := uevent.Listen(uevent.Options{Subsystems: []string{"block", "dax"}, RcvBuf: s.cfg.UeventRcvBuf})
 		if err != nil {
 			s.cfg.Logf("daxstack: uevents: %v (relying on rescans)", err)
 		} else {

@@ -23,6 +23,7 @@ func daemonCommands() []*cli.Command {
 			&cli.DurationFlag{Name: "rescan", Usage: "period of the safety-net rescan of every leaf", Value: 30 * time.Second},
 			&cli.BoolFlag{Name: "no-uevents", Usage: "do not listen to kernel uevents (rely on rescans)"},
 			&cli.DurationFlag{Name: "ack-timeout", Usage: "how long an orderly removal waits for holders", Value: 10 * time.Second},
+			&cli.IntFlag{Name: "uevent-rcvbuf", Usage: "uevent socket receive buffer in `BYTES` (tests: a tiny one provokes overruns)", Hidden: true},
 		},
 		Action: func(c *cli.Context) error {
 			logger := log.New(c.App.ErrWriter, "", log.LstdFlags)
@@ -37,6 +38,8 @@ func daemonCommands() []*cli.Command {
 				Uevents:    !c.Bool("no-uevents"),
 				AckTimeout: c.Duration("ack-timeout"),
 				Logf:       logger.Printf,
+
+				UeventRcvBuf: c.Int("uevent-rcvbuf"),
 			})
 			if err != nil {
 				return err
