@@ -56,6 +56,8 @@ type Server struct {
 	eng *control.Engine
 	gid int // group allowed to change state; -1: none
 
+	recent recentEvents // the latest committed events, for streams that keep up
+
 	mu    sync.Mutex
 	wake  chan struct{} // closed and replaced whenever events are committed
 	conns map[*conn]bool
@@ -92,7 +94,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, eng: eng, gid: gid, wake: make(chan struct{}), acked: make(chan struct{}), conns: map[*conn]bool{}}
-	eng.Listen(func([]rmapchain.Event) { s.broadcast() })
+	eng.Listen(func(evs []rmapchain.Event) {
+		s.recent.add(evs) // before the wake-up, so that woken streams find them
+		s.broadcast()
+	})
 	return s, nil
 }
 
@@ -527,37 +532,55 @@ func (c *conn) holdsFor(device string) bool {
 }
 
 // stream sends a subscriber every logged event after sub.Since that
-// concerns its devices: first those in the log, then each commit's.
+// concerns its devices: first those in the log, then each commit's. A
+// stream that keeps up takes committed events from memory (recent); one
+// that is behind (it resumed from an old SEQ, or fell behind by more than
+// recent holds) reads the log, which stays the source of truth.
 func (c *conn) stream(ctx context.Context, id uint64, sub SubscribeReq) {
 	since := sub.Since
+	send := func(ev rmapchain.Event) bool {
+		if ev.Kind == rmapchain.PreRemove {
+			c.sending(ev.Seq)
+		}
+		if err := c.send(response{ID: id, Event: &ev}); err != nil {
+			return false
+		}
+		c.advance(ev.Seq)
+		return true
+	}
 	for {
 		wake := c.s.wakeChan()
-		for {
-			p, _ := json.Marshal(control.EventsReq{Since: since, Devices: sub.Devices, Limit: 1024})
-			res, err := c.s.eng.Call(ctx, "events", p)
-			if err != nil {
-				c.send(response{ID: id, Error: control.EncodeError(err)})
-				return
-			}
-			var page control.EventsResp
-			if err := json.Unmarshal(res, &page); err != nil {
-				return
-			}
-			for i := range page.Events {
-				ev := page.Events[i]
-				if ev.Kind == rmapchain.PreRemove {
-					c.sending(ev.Seq)
-				}
-				if err := c.send(response{ID: id, Event: &ev}); err != nil {
+		if evs, next, ok := c.s.recent.after(since, sub.Devices); ok {
+			for _, ev := range evs {
+				if !send(ev) {
 					return
 				}
-				since = ev.Seq
-				c.advance(since)
 			}
-			if len(page.Events) < 1024 {
-				since = max(since, page.Last)
-				c.advance(since)
-				break
+			since = next
+			c.advance(since)
+		} else {
+			for {
+				p, _ := json.Marshal(control.EventsReq{Since: since, Devices: sub.Devices, Limit: 1024})
+				res, err := c.s.eng.Call(ctx, "events", p)
+				if err != nil {
+					c.send(response{ID: id, Error: control.EncodeError(err)})
+					return
+				}
+				var page control.EventsResp
+				if err := json.Unmarshal(res, &page); err != nil {
+					return
+				}
+				for _, ev := range page.Events {
+					if !send(ev) {
+						return
+					}
+					since = ev.Seq
+				}
+				if len(page.Events) < 1024 {
+					since = max(since, page.Last)
+					c.advance(since)
+					break
+				}
 			}
 		}
 		c.s.ackChanged() // the stream moved: pre-remove waits look again
@@ -567,6 +590,55 @@ func (c *conn) stream(ctx context.Context, id uint64, sub SubscribeReq) {
 			return
 		}
 	}
+}
+
+// recentEvents keeps the events of the latest commits, with consecutive
+// sequence numbers, as the engine's listener hands them over after each
+// commit, so that streams that keep up need neither the engine's lock nor
+// a read of the log.
+type recentEvents struct {
+	mu  sync.Mutex
+	evs []rmapchain.Event
+}
+
+// recentMax bounds recentEvents; a stream further behind reads the log.
+const recentMax = 4096
+
+// add appends a commit's events. Anything but the next sequence numbers
+// (which the daemon, the only writer, never commits) starts over.
+func (r *recentEvents) add(evs []rmapchain.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ev := range evs {
+		if n := len(r.evs); n > 0 && ev.Seq != r.evs[n-1].Seq+1 {
+			r.evs = r.evs[:0]
+		}
+		r.evs = append(r.evs, ev)
+	}
+	if len(r.evs) > recentMax {
+		r.evs = slices.Clone(r.evs[len(r.evs)-recentMax/2:])
+	}
+}
+
+// after returns the events after since that concern devices (all when
+// empty) and the sequence number to resume from, if it holds every event
+// after since; ok is false when the log must be read instead.
+func (r *recentEvents) after(since uint64, devices []string) (evs []rmapchain.Event, next uint64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.evs) == 0 || since+1 < r.evs[0].Seq {
+		return nil, since, false
+	}
+	last := r.evs[len(r.evs)-1].Seq
+	if since >= last {
+		return nil, since, true
+	}
+	for _, ev := range r.evs[since+1-r.evs[0].Seq:] {
+		if len(devices) == 0 || slices.Contains(devices, ev.Device) {
+			evs = append(evs, ev)
+		}
+	}
+	return evs, last, true
 }
 
 // holderStreams returns the streams that carry device's events to its
