@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -107,15 +108,7 @@ func (e *Engine) Call(ctx context.Context, method string, params json.RawMessage
 	if m.Mutates && e.cfg.ReadOnly {
 		return nil, fmt.Errorf("%w: %s changes state", ErrReadOnly, method)
 	}
-	var res any
-	var err error
-	if m.unlocked {
-		res, err = m.call(ctx, e, params)
-	} else {
-		e.mu.Lock()
-		res, err = m.call(ctx, e, params)
-		e.mu.Unlock()
-	}
+	res, err := e.run(ctx, m, params)
 	if res == nil {
 		return nil, err
 	}
@@ -124,6 +117,31 @@ func (e *Engine) Call(ctx context.Context, method string, params json.RawMessage
 		err = merr
 	}
 	return out, err
+}
+
+// run runs a method under the engine lock (unless it manages the lock
+// itself). A panic is a bug, never an answer to input: it becomes an
+// ErrInternal error, the lock is released, and the pool is rebuilt from
+// the store, since the command may have changed it half way.
+func (e *Engine) run(ctx context.Context, m Method, params json.RawMessage) (res any, err error) {
+	if !m.unlocked {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+	}
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		res, err = nil, fmt.Errorf("%w: %s: %v", ErrInternal, m.Name, r)
+		if !m.unlocked {
+			e.op = nil
+			if lerr := e.load(); lerr != nil {
+				err = errors.Join(err, lerr)
+			}
+		}
+	}()
+	return m.call(ctx, e, params)
 }
 
 // Requests and results. Sectors are 512-byte sectors; Offset and Length

@@ -417,3 +417,32 @@ func TestErrorTargetKeepsItsDevice(t *testing.T) {
 		t.Fatalf("deps of e after splicing: %+v", info.Deps)
 	}
 }
+
+// TestPanicReleasesTheLock: a command that panics (a bug) returns
+// ErrInternal, leaves the lock free and the state as the store has it.
+func TestPanicReleasesTheLock(t *testing.T) {
+	f := newFixture(t, 3, 4096)
+	f.oracleStack()
+	e := f.open(false)
+	defer e.Close()
+	_, err := e.Call(context.Background(), "test-panic", nil)
+	if !errors.Is(err, control.ErrInternal) {
+		t.Fatalf("panicking command: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := control.Do[control.DeviceInfo](context.Background(), e, "info", control.NameReq{Name: "top"})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the engine lock was not released after a panic")
+	}
+	if _, err := control.Do[control.DeviceInfo](context.Background(), e, "info", control.NameReq{Name: "half-made"}); !errors.Is(err, stack.ErrNotFound) {
+		t.Fatalf("the panicking command's half-made device survived: %v", err)
+	}
+}

@@ -42,6 +42,9 @@ var (
 	ErrReadOnly = errors.New("engine is read-only")
 	// ErrUnsupported: the request cannot be done on this leaf or target.
 	ErrUnsupported = errors.New("operation not supported")
+	// ErrInternal: a command hit a bug (a panic); nothing it did was
+	// committed.
+	ErrInternal = errors.New("internal error")
 )
 
 // errnoOf returns the errno an error corresponds to.

@@ -742,8 +742,12 @@ func (e *Engine) write(_ context.Context, r IOReq) (IOResp, error) {
 	}
 	// Poison the write cleared is recorded, with its events, whether or
 	// not the write as a whole succeeded.
+	return IOResp{N: n}, errors.Join(ioErr, e.flushPoison())
+}
+
+// flushPoison commits the poison changes leaves reported during I/O.
+func (e *Engine) flushPoison() error {
 	e.mu.Lock()
-	cerr := e.mutate(func() error { return nil })
-	e.mu.Unlock()
-	return IOResp{N: n}, errors.Join(ioErr, cerr)
+	defer e.mu.Unlock()
+	return e.mutate(func() error { return nil })
 }

@@ -26,6 +26,7 @@ func init() {
 	register("rmap", false, (*Engine).rmapRange)
 	register("badblocks", false, (*Engine).badblocks)
 	register("events", false, (*Engine).events)
+	register("canonical", false, (*Engine).canonical)
 }
 
 func (e *Engine) list(_ context.Context, _ Empty) ([]DeviceInfo, error) {
@@ -224,7 +225,32 @@ func (e *Engine) badblocks(_ context.Context, r NameReq) (DeviceRanges, error) {
 	return DeviceRanges{Device: rmapchain.DevName(dev), Ranges: e.badSet(dev).Clip(0, dev.Size())}, nil
 }
 
+// NamesReq lists device names.
+type NamesReq struct {
+	Names []string `json:"names"`
+}
+
+// canonical returns the names events give the named devices (a mapped
+// device's name for /dev/mapper/NAME or 0:N, a leaf's reference for its
+// path). A name daxstack does not know is returned as given: one may watch
+// a device before it exists.
+func (e *Engine) canonical(_ context.Context, r NamesReq) ([]string, error) {
+	return e.canonicalNames(r.Names), nil
+}
+
+func (e *Engine) canonicalNames(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = n
+		if _, dev, err := e.target(n); err == nil {
+			out[i] = rmapchain.DevName(dev)
+		}
+	}
+	return out
+}
+
 func (e *Engine) events(_ context.Context, r EventsReq) (EventsResp, error) {
+	r.Devices = e.canonicalNames(r.Devices)
 	resp := EventsResp{Events: []rmapchain.Event{}}
 	err := e.db.View(func(tx *store.Tx) error {
 		var err error

@@ -367,6 +367,17 @@ func (c *conn) subscribe(ctx context.Context, req request) (SubscribeReq, error)
 			made = append(made, cl)
 			sub.Devices[i] = cl.Device
 		}
+	} else if len(sub.Devices) > 0 {
+		// Follow the devices by the names events give them (a watcher
+		// may say /dev/mapper/top, 0:1 or a leaf's path).
+		p, _ := json.Marshal(control.NamesReq{Names: sub.Devices})
+		res, err := c.s.eng.Call(ctx, "canonical", p)
+		if err != nil {
+			return sub, err
+		}
+		if err := json.Unmarshal(res, &sub.Devices); err != nil {
+			return sub, err
+		}
 	}
 	c.amu.Lock()
 	c.pos = sub.Since

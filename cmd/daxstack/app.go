@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -114,18 +116,29 @@ func chooseCaller(c *cli.Context) control.Caller {
 		SysfsRoot:   c.String("sysfs"),
 		DevRoot:     c.String("devdir"),
 	}
+	var dialErr error
 	if !c.Bool("no-daemon") {
-		if cl, err := dialDaemon(c.String("socket")); err == nil {
+		cl, err := dialDaemon(c.String("socket"))
+		if err == nil {
 			return cl
 		}
+		// No socket, or no one listening: no daemon, work directly. A
+		// socket that refuses us (permissions) is worth mentioning if the
+		// database then cannot be opened either.
+		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ECONNREFUSED) {
+			dialErr = fmt.Errorf("the daemon's socket %s: %w", c.String("socket"), err)
+		}
 	}
-	return &localCaller{cfg: cfg}
+	return &localCaller{cfg: cfg, dialErr: dialErr}
 }
 
 // localCaller opens the database for each call: shared for reports,
 // exclusive for changes, so concurrent daxstack processes serialise on
 // bbolt's lock.
-type localCaller struct{ cfg control.Config }
+type localCaller struct {
+	cfg     control.Config
+	dialErr error // why the daemon's socket could not be used, if it exists
+}
 
 func (l *localCaller) Call(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
 	m, ok := control.Lookup(method)
@@ -152,6 +165,9 @@ func (l *localCaller) Call(ctx context.Context, method string, params json.RawMe
 		return emptyState(ctx, method, params)
 	}
 	if err != nil {
+		if l.dialErr != nil {
+			return nil, fmt.Errorf("%v, and the database cannot be opened directly: %w", l.dialErr, err)
+		}
 		return nil, err
 	}
 	defer e.Close()
