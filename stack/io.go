@@ -51,30 +51,37 @@ func (p *Pool) do(top *Device, buf []byte, off int64, write bool) (int, error) {
 	return done, nil
 }
 
-// passed is the mapped devices a section of I/O has found running (see
-// do). A few are kept; a section that goes through more asks the others
-// again, which is still safe.
+// passed is what a section of I/O knows of the mapped devices it has
+// found running (see do): their tables cannot change until the section
+// ends, so the segment last used on each is remembered too, and the next
+// piece that lands in it skips the table lookup. A few devices are kept; a
+// section that goes through more asks the others again, which is still
+// safe.
 type passed struct {
-	devs [6]*Device
 	n    int
+	devs [6]*Device
+	segs [6]*Segment // the segment of devs[i] used last, or nil
 }
 
-// running reports whether the section may go through d: d is not
-// suspended, or the section found it running before.
-func (ps *passed) running(d *Device) bool {
-	for _, x := range ps.devs[:ps.n] {
-		if x == d {
-			return true
+// slot returns the index in ps of d, which the section may go through:
+// it is not suspended, or the section found it running before. It
+// returns -1 if d is suspended, and len(ps.devs) if d is running but ps
+// has no room to remember it.
+func (ps *passed) slot(d *Device) int {
+	for i := 0; i < ps.n; i++ {
+		if ps.devs[i] == d {
+			return i
 		}
 	}
 	if d.suspended.Load() {
-		return false
+		return -1
 	}
 	if ps.n < len(ps.devs) {
-		ps.devs[ps.n] = d
+		ps.devs[ps.n], ps.segs[ps.n] = d, nil
 		ps.n++
+		return ps.n - 1
 	}
-	return true
+	return len(ps.devs)
 }
 
 func (p *Pool) waitResume(d *Device) {
@@ -92,14 +99,15 @@ func (p *Pool) pieces(top *Device, buf []byte, off int64, write bool, pass *pass
 	if write {
 		op = "write"
 	}
+	if pass.slot(top) < 0 {
+		return 0, errSuspended{top}
+	}
+	size := top.Size() // fixed until the section ends, now that top is passed
 	done := 0
 	for done < len(buf) {
 		pos := uint64(off) + uint64(done)
 		sector, intra := pos/SectorSize, pos%SectorSize
-		if size := top.Size(); sector >= size {
-			if !pass.running(top) {
-				return done, errSuspended{top}
-			}
+		if sector >= size {
 			if write {
 				return done, &IOError{Op: op, Device: top.Name(), Sector: sector, Err: syscall.ENOSPC}
 			}
@@ -148,14 +156,24 @@ func (p *Pool) resolve(top *Device, sector uint64, op string, pass *passed) (res
 	d := &top.dev
 	for d.md != nil {
 		md := d.md
-		if !pass.running(md) {
+		i := pass.slot(md)
+		if i < 0 {
 			return resolved{}, errSuspended{md}
 		}
-		t := md.active.Load()
-		if sector >= t.Size() {
-			return resolved{}, &IOError{Op: op, Device: md.Name(), Sector: sector, Err: syscall.EIO}
+		var seg *Segment
+		if i < len(pass.segs) {
+			seg = pass.segs[i]
 		}
-		seg := &t.segs[t.ix.find(sector)]
+		if seg == nil || sector < seg.Begin || sector-seg.Begin >= seg.Len {
+			t := md.active.Load()
+			if sector >= t.Size() {
+				return resolved{}, &IOError{Op: op, Device: md.Name(), Sector: sector, Err: syscall.EIO}
+			}
+			seg = &t.segs[t.ix.find(sector)]
+			if i < len(pass.segs) {
+				pass.segs[i] = seg
+			}
+		}
 		m, err := seg.Target.Map(sector - seg.Begin)
 		if err != nil {
 			if errors.Is(err, ErrKill) {
