@@ -31,15 +31,16 @@ const (
 // Leaf is an opened device or file (see the package documentation). Make
 // one with Opener.Open or Missing.
 type Leaf struct {
-	// Read on every I/O; set once by Open.
-	size      uint64 // sectors
-	pageTaint bool   // page cache mapping over a kernel badblocks list: bad pages go O_DIRECT
-	missing   bool   // made by Missing: never does I/O
-
+	// Read on every I/O, kept together at the start.
+	m      atomic.Pointer[mapping]    // &mp once mapped; nil before, and after Close
+	poison atomic.Pointer[extent.Set] // nil: none
+	size   uint64                     // sectors
 	closed atomic.Bool
 	lost   atomic.Bool
-	m      atomic.Pointer[mapping]    // nil until the first I/O
-	poison atomic.Pointer[extent.Set] // nil: none
+	mp     mapping // set under mapMu before m points at it
+
+	pageTaint bool // page cache mapping over a kernel badblocks list: bad pages go O_DIRECT
+	missing   bool // made by Missing: never does I/O
 
 	id, ref, name, kind, path string
 	ident                     Identity
@@ -62,10 +63,10 @@ type Leaf struct {
 
 // mapping is a leaf's open descriptor and its whole-leaf mapping.
 type mapping struct {
-	fd   int
 	data []byte // Size*512 bytes; nil for an empty leaf
 	ro   bool
 	sync bool // mapped with MAP_SYNC
+	fd   int
 }
 
 const ioShards = 8
@@ -172,7 +173,7 @@ func (a Identity) Same(b Identity) bool {
 // the mapping to use (mapping the leaf on first use). The caller must call
 // exit with the returned shard, whatever the error.
 func (l *Leaf) enter() (*mapping, *shard, error) {
-	s := &l.inflight[cheapRand()%ioShards]
+	s := &l.inflight[shardHint()%ioShards]
 	s.n.Add(1)
 	if l.closed.Load() {
 		return nil, s, leafError(l.name, ErrClosed)
@@ -232,7 +233,7 @@ func (l *Leaf) Sync() error {
 
 // enterNoMap is enter without mapping the leaf.
 func (l *Leaf) enterNoMap() (*mapping, *shard, error) {
-	s := &l.inflight[cheapRand()%ioShards]
+	s := &l.inflight[shardHint()%ioShards]
 	s.n.Add(1)
 	if l.closed.Load() {
 		return nil, s, leafError(l.name, ErrClosed)

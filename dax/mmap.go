@@ -3,7 +3,6 @@ package dax
 import (
 	"errors"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"runtime/debug"
 	"unsafe"
@@ -15,7 +14,14 @@ var pageSize = int64(os.Getpagesize())
 
 func pathErr(op, path string, err error) error { return &fs.PathError{Op: op, Path: path, Err: err} }
 
-func cheapRand() uint32 { return rand.Uint32() }
+// shardHint picks a counter shard for the calling goroutine: a hash of
+// its stack address, so that a goroutine keeps using the same shard (and
+// cache line) while goroutines on other cores mostly use others.
+func shardHint() uint32 {
+	var x byte
+	h := uint64(uintptr(unsafe.Pointer(&x))>>12) * 0x9e3779b97f4a7c15
+	return uint32(h >> 32)
+}
 
 // open opens and maps the leaf on its first I/O.
 func (l *Leaf) open() (*mapping, error) {
@@ -39,8 +45,9 @@ func (l *Leaf) open() (*mapping, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.m.Store(m)
-	return m, nil
+	l.mp = *m
+	l.m.Store(&l.mp)
+	return &l.mp, nil
 }
 
 // mapLeaf opens the leaf (read-only if ro, or if opening it for writing is
