@@ -169,7 +169,11 @@ func (p *Pool) resolve(top *Device, sector uint64, op string, pass *passed) (res
 			if sector >= t.Size() {
 				return resolved{}, &IOError{Op: op, Device: md.Name(), Sector: sector, Err: syscall.EIO}
 			}
-			seg = &t.segs[t.ix.find(sector)]
+			if len(t.segs) == 1 {
+				seg = &t.segs[0] // one segment (a plain linear volume): no lookup
+			} else {
+				seg = &t.segs[t.ix.find(sector)]
+			}
 			if i < len(pass.segs) {
 				pass.segs[i] = seg
 			}
