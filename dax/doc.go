@@ -32,7 +32,8 @@
 // holds a bad one are moved with O_DIRECT sector I/O through an aligned
 // bounce buffer instead of the mapping. A device-dax device reads the
 // badblocks of its nd region, translated to its own range, when sysfs shows
-// how; it cannot clear them. Every other leaf keeps an emulated list in
+// how; that list belongs to the kernel (ndctl inject-error and clear-errors
+// change it), so Inject and Clear refuse with ErrKernelList. Every other leaf keeps an emulated list in
 // memory (PoisonSource "emulated"); saving it is the caller's business:
 // SetPoison restores it, and Opener.OnPoison hears every change the leaf
 // makes (injection, and writes or Clear that clear sectors).

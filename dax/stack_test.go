@@ -371,4 +371,22 @@ func testStackIO(t *testing.T, ls *leafSet, log *poisonLog) {
 			t.Fatal("wrong data after the clearing write")
 		}
 	})
+	t.Run("lost leaf", func(t *testing.T) {
+		a := ls.leaves["A"]
+		a.SetLost(true)
+		defer a.SetLost(false)
+		// Top 1016 is A 2000 through the linear segment.
+		n, err := top.ReadAt(make([]byte, 1024), 1015*512+512)
+		var ioe *stack.IOError
+		if !errors.As(err, &ioe) || ioe.Sector != 1016 || !errors.Is(err, syscall.ENXIO) || n != 0 {
+			t.Fatalf("read of a lost leaf through the stack: %d, %v; want ENXIO at top 1016", n, err)
+		}
+		if a.Size() != 4096 {
+			t.Errorf("lost leaf size %d", a.Size())
+		}
+		// B is still there: top 3 maps to it.
+		if _, err := top.ReadAt(make([]byte, 512), 3*512); err != nil {
+			t.Errorf("read of B while A is lost: %v", err)
+		}
+	})
 }
