@@ -22,12 +22,13 @@ func (l *Leaf) ReadAt(p []byte, off int64) (int, error) {
 		return 0, leafError(l.name, fmt.Errorf("%w: read at negative offset %d", ErrRange, off))
 	}
 	m, s, err := l.enter()
-	defer l.exit(s)
 	if err != nil {
+		l.exit(s)
 		return 0, err
 	}
 	end := int64(l.size) * SectorSize
 	if off >= end {
+		l.exit(s)
 		if len(p) == 0 {
 			return 0, nil
 		}
@@ -38,6 +39,7 @@ func (l *Leaf) ReadAt(p []byte, off int64) (int, error) {
 		p, eof = p[:end-off], io.EOF
 	}
 	n, err := l.read(m, p, off)
+	l.exit(s)
 	if err == nil {
 		err = eof
 	} else {

@@ -147,7 +147,9 @@ func (l *Leaf) direct() (int, int, error) {
 // a fault (SIGBUS, SIGSEGV) instead of crashing. After a fault an unknown
 // part of dst was written.
 func guardedCopy(dst, src []byte) (n int, faulted bool) {
+	old := debug.SetPanicOnFault(true)
 	defer func() {
+		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
 			if _, ok := r.(interface{ Addr() uintptr }); !ok {
 				panic(r)
@@ -155,8 +157,6 @@ func guardedCopy(dst, src []byte) (n int, faulted bool) {
 			n, faulted = 0, true
 		}
 	}()
-	old := debug.SetPanicOnFault(true)
-	defer debug.SetPanicOnFault(old)
 	return copy(dst, src), false
 }
 
