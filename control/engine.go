@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -634,14 +633,4 @@ func holderAlive(h store.HolderRecord) bool {
 	}
 	started, ok := procStart(string(st))
 	return !ok || !started.After(h.Since.Add(time.Second))
-}
-
-// sortedNames returns the names of devs sorted.
-func sortedNames(devs []*stack.Device) []string {
-	out := make([]string, len(devs))
-	for i, d := range devs {
-		out[i] = d.Name()
-	}
-	slices.Sort(out)
-	return out
 }

@@ -84,15 +84,6 @@ func (m *model) clone() *model {
 	return &c
 }
 
-func (m *model) byName(name string) *mdev {
-	for _, d := range m.devs {
-		if d.name == name {
-			return d
-		}
-	}
-	return nil
-}
-
 // sorted returns the devices sorted by name, as daxstack lists them.
 func (m *model) sorted() []*mdev {
 	out := slices.Collect(maps.Values(m.devs))

@@ -110,10 +110,7 @@ func TestDaemonResume(t *testing.T) {
 	waitSeq(last)
 	// Each injection logs the leaf's event, then top's.
 	seqCheck(t, "watcher across SIGKILL restarts", w.all(), 1, last, 2)
-	var topSeqs []event
-	for _, ev := range s.loggedEvents("top") {
-		topSeqs = append(topSeqs, ev)
-	}
+	topSeqs := s.loggedEvents("top")
 	got := map[uint64]int{}
 	for _, ev := range holder.events() {
 		got[ev.Seq]++

@@ -33,14 +33,12 @@ func TestGraphUses(t *testing.T) {
 					lo, hi = 0, child.Size()+1
 				}
 				var want []string
-				var wantStarts []uint64
 				for _, d := range g.Devices() {
 					tb := g.Table(d)
 					for i, seg := range tb.Segments() {
 						for _, a := range seg.Target.Areas() {
 							if a.Dev == child && a.Start < hi && lo < a.Start+a.Len {
 								want = append(want, fmt.Sprintf("%s/%d@%d+%d", d.Name(), i, a.Start, a.Len))
-								wantStarts = append(wantStarts, a.Start)
 							}
 						}
 					}

@@ -52,36 +52,47 @@ func (p *Pool) do(top *Device, buf []byte, off int64, write bool) (int, error) {
 }
 
 // passed is what a section of I/O knows of the mapped devices it has
-// found running (see do): their tables cannot change until the section
-// ends, so the segment last used on each is remembered too, and the next
-// piece that lands in it skips the table lookup. A few devices are kept; a
-// section that goes through more asks the others again, which is still
-// safe.
+// found running (see do). Their tables cannot change until the section
+// ends, so it also remembers, for each, the segment it used last (the
+// next piece in it skips the table lookup) and the mapping it got last: a
+// target's Map promises that its Run sectors stay contiguous on the child,
+// so the next piece inside that run maps by an addition, without reading
+// the segment or the target. A few devices are kept; a section that goes
+// through more asks the others again, which is still safe.
 type passed struct {
-	n    int
-	devs [6]*Device
-	segs [6]*Segment // the segment of devs[i] used last, or nil
+	n     int
+	slots [6]passSlot
 }
 
-// slot returns the index in ps of d, which the section may go through:
-// it is not suspended, or the section found it running before. It
-// returns -1 if d is suspended, and len(ps.devs) if d is running but ps
-// has no room to remember it.
-func (ps *passed) slot(d *Device) int {
+type passSlot struct {
+	dev *Device
+	seg *Segment // the segment used last, or nil
+	// The mapping got last: sectors [from, end) of dev lie on child from
+	// csector on (child nil: no backing store). Valid when end > from.
+	from, end, csector uint64
+	child              *Dev
+}
+
+// slot reports whether the section may go through d (d is not
+// suspended, or the section found it running before) and returns d's
+// slot in ps. The slot is nil when d is running but ps has no room to
+// remember it.
+func (ps *passed) slot(d *Device) (*passSlot, bool) {
 	for i := 0; i < ps.n; i++ {
-		if ps.devs[i] == d {
-			return i
+		if ps.slots[i].dev == d {
+			return &ps.slots[i], true
 		}
 	}
 	if d.suspended.Load() {
-		return -1
+		return nil, false
 	}
-	if ps.n < len(ps.devs) {
-		ps.devs[ps.n], ps.segs[ps.n] = d, nil
+	if ps.n < len(ps.slots) {
+		sl := &ps.slots[ps.n]
+		*sl = passSlot{dev: d}
 		ps.n++
-		return ps.n - 1
+		return sl, true
 	}
-	return len(ps.devs)
+	return nil, true
 }
 
 func (p *Pool) waitResume(d *Device) {
@@ -99,7 +110,7 @@ func (p *Pool) pieces(top *Device, buf []byte, off int64, write bool, pass *pass
 	if write {
 		op = "write"
 	}
-	if pass.slot(top) < 0 {
+	if _, ok := pass.slot(top); !ok {
 		return 0, errSuspended{top}
 	}
 	size := top.Size() // fixed until the section ends, now that top is passed
@@ -156,13 +167,21 @@ func (p *Pool) resolve(top *Device, sector uint64, op string, pass *passed) (res
 	d := &top.dev
 	for d.md != nil {
 		md := d.md
-		i := pass.slot(md)
-		if i < 0 {
+		sl, ok := pass.slot(md)
+		if !ok {
 			return resolved{}, errSuspended{md}
 		}
+		if sl != nil && sector >= sl.from && sector < sl.end {
+			run = min(run, sl.end-sector)
+			if sl.child == nil {
+				return resolved{run: run}, nil
+			}
+			d, sector = sl.child, sl.csector+(sector-sl.from)
+			continue
+		}
 		var seg *Segment
-		if i < len(pass.segs) {
-			seg = pass.segs[i]
+		if sl != nil {
+			seg = sl.seg
 		}
 		if seg == nil || sector < seg.Begin || sector-seg.Begin >= seg.Len {
 			t := md.active.Load()
@@ -174,8 +193,8 @@ func (p *Pool) resolve(top *Device, sector uint64, op string, pass *passed) (res
 			} else {
 				seg = &t.segs[t.ix.find(sector)]
 			}
-			if i < len(pass.segs) {
-				pass.segs[i] = seg
+			if sl != nil {
+				sl.seg = seg
 			}
 		}
 		m, err := seg.Target.Map(sector - seg.Begin)
@@ -186,6 +205,10 @@ func (p *Pool) resolve(top *Device, sector uint64, op string, pass *passed) (res
 			return resolved{}, &IOError{Op: op, Device: md.Name(), Sector: sector, Err: err}
 		}
 		run = min(run, m.Run)
+		if sl != nil {
+			sl.from, sl.end = sector, sector+min(m.Run, seg.End()-sector)
+			sl.child, sl.csector = m.Dev, m.Sector
+		}
 		if m.Dev == nil {
 			return resolved{run: run}, nil
 		}
