@@ -5,6 +5,7 @@ import (
 	"syscall"
 
 	"github.com/daxstack/daxstack/extent"
+	"github.com/daxstack/daxstack/internal/errno"
 )
 
 // Errors of this package. Each also matches the errno a kernel would give
@@ -12,37 +13,26 @@ import (
 var (
 	// ErrUnsupported: the reference is neither a block device, a
 	// device-dax character device nor a regular file.
-	ErrUnsupported error = &errnoError{"not a block device, device-dax device or regular file", syscall.ENOTBLK}
+	ErrUnsupported = errno.New("not a block device, device-dax device or regular file", syscall.ENOTBLK)
 	// ErrLost: the leaf's device has gone away (or, for a leaf made by
 	// Missing, was never found).
-	ErrLost error = &errnoError{"device lost", syscall.ENXIO}
+	ErrLost = errno.New("device lost", syscall.ENXIO)
 	// ErrChanged: the path of a leaf names another device or file than the
 	// one stat'ed when the leaf was opened.
-	ErrChanged error = &errnoError{"device or file changed since it was opened", syscall.ENXIO}
+	ErrChanged = errno.New("device or file changed since it was opened", syscall.ENXIO)
 	// ErrClosed: the leaf was closed.
-	ErrClosed error = &errnoError{"leaf is closed", syscall.EBADF}
+	ErrClosed = errno.New("leaf is closed", syscall.EBADF)
 	// ErrReadOnly: the leaf could only be opened read-only.
-	ErrReadOnly error = &errnoError{"leaf is read-only", syscall.EROFS}
+	ErrReadOnly = errno.New("leaf is read-only", syscall.EROFS)
 	// ErrRange: the sectors given lie outside the leaf.
-	ErrRange error = &errnoError{"sectors outside the leaf", syscall.EINVAL}
+	ErrRange = errno.New("sectors outside the leaf", syscall.EINVAL)
 	// ErrBadblocks: a badblocks list is not in the kernel's format.
-	ErrBadblocks error = &errnoError{"malformed badblocks list", syscall.EINVAL}
+	ErrBadblocks = errno.New("malformed badblocks list", syscall.EINVAL)
 	// ErrKernelList: the leaf's poison list belongs to the kernel and
 	// cannot be changed from here (device-dax: the nd region's list, which
 	// ndctl inject-error and clear-errors change).
-	ErrKernelList error = &errnoError{"the kernel keeps this poison list read-only", syscall.EOPNOTSUPP}
+	ErrKernelList = errno.New("the kernel keeps this poison list read-only", syscall.EOPNOTSUPP)
 )
-
-// errnoError is a sentinel that also matches an errno.
-type errnoError struct {
-	msg   string
-	errno syscall.Errno
-}
-
-func (e *errnoError) Error() string { return e.msg }
-
-// Is makes the sentinel match its errno.
-func (e *errnoError) Is(target error) bool { return target == e.errno }
 
 // PoisonError is I/O that touched a bad sector: a read of it, or a write
 // that covers it only in part (or that could not clear it). It matches

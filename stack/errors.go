@@ -1,9 +1,10 @@
 package stack
 
 import (
-	"errors"
 	"fmt"
 	"syscall"
+
+	"github.com/daxstack/daxstack/internal/errno"
 )
 
 // These are the errors the pool returns. Each matches, with errors.Is, both
@@ -11,41 +12,23 @@ import (
 // so callers can test errors.Is(err, ErrBusy) or errors.Is(err, syscall.EBUSY).
 var (
 	// ErrNotFound: no mapped device (or leaf) by that name or number.
-	ErrNotFound error = &sentinel{"device does not exist", syscall.ENXIO}
+	ErrNotFound = errno.New("device does not exist", syscall.ENXIO)
 	// ErrExists: a mapped device with that name or UUID exists already.
-	ErrExists error = &sentinel{"device already exists", syscall.EBUSY}
+	ErrExists = errno.New("device already exists", syscall.EBUSY)
 	// ErrBusy: the device is used by a table or claimed by a holder.
-	ErrBusy error = &sentinel{"device or resource busy", syscall.EBUSY}
+	ErrBusy = errno.New("device or resource busy", syscall.EBUSY)
 	// ErrInvalid: a name, table or argument the kernel would refuse with EINVAL.
-	ErrInvalid error = &sentinel{"invalid argument", syscall.EINVAL}
+	ErrInvalid = errno.New("invalid argument", syscall.EINVAL)
 	// ErrKill is what a target's Map returns for I/O that must fail (the
 	// error target); the I/O path turns it into an *IOError.
-	ErrKill error = &sentinel{"I/O to an error target", syscall.EIO}
+	ErrKill = errno.New("I/O to an error target", syscall.EIO)
 )
-
-type sentinel struct {
-	msg   string
-	errno syscall.Errno
-}
-
-func (e *sentinel) Error() string { return e.msg }
-
-// Is makes a sentinel match its errno as well as itself.
-func (e *sentinel) Is(target error) bool {
-	errno, ok := target.(syscall.Errno)
-	return ok && errno == e.errno
-}
 
 // Errno returns the kernel errno that corresponds to err (EINVAL when err
 // carries none).
 func Errno(err error) syscall.Errno {
-	var s *sentinel
-	if errors.As(err, &s) {
-		return s.errno
-	}
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno
+	if e, ok := errno.Of(err); ok {
+		return e
 	}
 	return syscall.EINVAL
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/daxstack/daxstack/internal/errno"
 )
 
 // Name limits, from the kernel's dm-ioctl.h (lengths include the NUL).
@@ -17,7 +19,7 @@ const (
 )
 
 // ErrLoop: a table would make a device depend on itself.
-var ErrLoop error = &sentinel{"device would depend on itself", syscall.ELOOP}
+var ErrLoop = errno.New("device would depend on itself", syscall.ELOOP)
 
 // Pool holds the mapped devices and leaves daxstack knows, and the graph
 // they form. The zero Pool is not usable; call NewPool.
