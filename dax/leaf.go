@@ -173,18 +173,14 @@ func (a Identity) Same(b Identity) bool {
 // the mapping to use (mapping the leaf on first use). The caller must call
 // exit with the returned shard, whatever the error.
 func (l *Leaf) enter() (*mapping, *shard, error) {
-	s := &l.inflight[shardHint()%ioShards]
-	s.n.Add(1)
-	if l.closed.Load() {
-		return nil, s, leafError(l.name, ErrClosed)
+	m, s, err := l.enterNoMap()
+	if err != nil {
+		return nil, s, err
 	}
-	if l.lost.Load() {
-		return nil, s, leafError(l.name, ErrLost)
-	}
-	if m := l.m.Load(); m != nil {
+	if m != nil {
 		return m, s, nil
 	}
-	m, err := l.open()
+	m, err = l.open()
 	return m, s, err
 }
 

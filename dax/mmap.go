@@ -185,28 +185,20 @@ func alignedBuf(n int) []byte {
 
 // preadFull reads len(b) bytes at off from fd, retrying short reads.
 func preadFull(fd int, b []byte, off int64) (int, error) {
-	done := 0
-	for done < len(b) {
-		n, err := unix.Pread(fd, b[done:], off+int64(done))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return done, err
-		}
-		if n == 0 {
-			return done, unix.EIO // the device ended early
-		}
-		done += n
-	}
-	return done, nil
+	return fullIO(unix.Pread, fd, b, off)
 }
 
 // pwriteFull writes b at off to fd, retrying short writes.
 func pwriteFull(fd int, b []byte, off int64) (int, error) {
+	return fullIO(unix.Pwrite, fd, b, off)
+}
+
+// fullIO moves all of b with op, retrying on EINTR and after short
+// transfers; a transfer of nothing means the device ended early (EIO).
+func fullIO(op func(int, []byte, int64) (int, error), fd int, b []byte, off int64) (int, error) {
 	done := 0
 	for done < len(b) {
-		n, err := unix.Pwrite(fd, b[done:], off+int64(done))
+		n, err := op(fd, b[done:], off+int64(done))
 		if err == unix.EINTR {
 			continue
 		}
