@@ -11,46 +11,25 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/daxstack/daxstack/internal/testenv"
 )
-
-// RequireRootEnv names the environment variable that turns the skips of
-// tests needing root or real devices into failures (CI sets it).
-const RequireRootEnv = "DAXSTACK_REQUIRE_ROOT"
-
-// NeedRoot skips t unless it runs as root, or fails it when
-// DAXSTACK_REQUIRE_ROOT=1.
-func NeedRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		Unavailable(t, "needs root")
-	}
-}
-
-// Unavailable skips t for want of why, or fails it when
-// DAXSTACK_REQUIRE_ROOT=1.
-func Unavailable(t testing.TB, why string) {
-	t.Helper()
-	if os.Getenv(RequireRootEnv) == "1" {
-		t.Fatalf("%s (and %s=1)", why, RequireRootEnv)
-	}
-	t.Skipf("%s; set %s=1 to fail instead of skipping", why, RequireRootEnv)
-}
 
 // NewLoop attaches a loop device to file (with extra losetup arguments,
 // e.g. "-o", "4096") and detaches it when the test ends. It returns the
 // device node.
 func NewLoop(t testing.TB, file string, args ...string) string {
 	t.Helper()
-	NeedRoot(t)
+	testenv.NeedRoot(t)
 	if _, err := exec.LookPath("losetup"); err != nil {
-		Unavailable(t, "needs losetup: "+err.Error())
+		testenv.Unavailable(t, "needs losetup: "+err.Error())
 	}
 	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		Unavailable(t, "needs loop devices: "+err.Error())
+		testenv.Unavailable(t, "needs loop devices: "+err.Error())
 	}
 	out, err := exec.Command("losetup", append(append([]string{"-f", "--show"}, args...), file)...).CombinedOutput()
 	if err != nil {
-		Unavailable(t, "losetup: "+strings.TrimSpace(string(out))+": "+err.Error())
+		testenv.Unavailable(t, "losetup: "+strings.TrimSpace(string(out))+": "+err.Error())
 	}
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() { DetachLoop(t, dev) })
@@ -79,9 +58,9 @@ func Devno(t testing.TB, node string) (uint32, uint32) {
 // Mknod makes a device node (mode unix.S_IFBLK or unix.S_IFCHR) in dir.
 func Mknod(t testing.TB, path string, mode uint32, major, minor uint32) {
 	t.Helper()
-	NeedRoot(t)
+	testenv.NeedRoot(t)
 	if err := unix.Mknod(path, mode|0o600, int(unix.Mkdev(major, minor))); err != nil {
-		Unavailable(t, "mknod "+path+": "+err.Error())
+		testenv.Unavailable(t, "mknod "+path+": "+err.Error())
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/daxstack/daxstack/dax"
+	"github.com/daxstack/daxstack/internal/testenv"
 )
 
 // patternFile makes a file of n sectors where sector k holds "K%07d"
@@ -41,7 +42,7 @@ func sysfsAttr(t testing.TB, path string) string {
 }
 
 func TestLoopLeaf(t *testing.T) {
-	dax.NeedRoot(t)
+	testenv.NeedRoot(t)
 	dir := t.TempDir()
 	file, data := patternFile(t, dir, 8192) // 4 MiB
 	node := dax.NewLoop(t, file)
@@ -122,7 +123,7 @@ func TestLoopLeaf(t *testing.T) {
 // offset is the same leaf, though its diskseq (and maybe its number)
 // changed; another offset or another file is not.
 func TestLoopIdentityAcrossReattach(t *testing.T) {
-	dax.NeedRoot(t)
+	testenv.NeedRoot(t)
 	dir := t.TempDir()
 	fileA, _ := patternFile(t, dir, 2048)
 	fileB := filepath.Join(dir, "b.img")
@@ -175,7 +176,7 @@ func TestLoopIdentityAcrossReattach(t *testing.T) {
 }
 
 func TestLoopReadOnly(t *testing.T) {
-	dax.NeedRoot(t)
+	testenv.NeedRoot(t)
 	file, data := patternFile(t, t.TempDir(), 64)
 	node := dax.NewLoop(t, file, "-r")
 	var o dax.Opener

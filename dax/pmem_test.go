@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/daxstack/daxstack/extent"
+	"github.com/daxstack/daxstack/internal/testenv"
 )
 
 type fakePmem struct {
@@ -34,7 +35,7 @@ type fakePmem struct {
 
 func newFakePmem(t *testing.T, sectors int, bad string) *fakePmem {
 	t.Helper()
-	NeedRoot(t)
+	testenv.NeedRoot(t)
 	dir := t.TempDir()
 	f := &fakePmem{sys: filepath.Join(dir, "sys"), dev: filepath.Join(dir, "dev"), file: filepath.Join(dir, "backing.img")}
 	var b bytes.Buffer
@@ -285,7 +286,7 @@ func TestFakePmemSysfsPoison(t *testing.T) {
 }
 
 func TestFakeDevdax(t *testing.T) {
-	NeedRoot(t)
+	testenv.NeedRoot(t)
 	dir := t.TempDir()
 	sys, dev := filepath.Join(dir, "sys"), filepath.Join(dir, "dev")
 	const minor = 217 // no such dax device: opening the node fails

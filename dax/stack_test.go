@@ -18,6 +18,7 @@ import (
 
 	"github.com/daxstack/daxstack/dax"
 	"github.com/daxstack/daxstack/extent"
+	"github.com/daxstack/daxstack/internal/testenv"
 	"github.com/daxstack/daxstack/stack"
 	_ "github.com/daxstack/daxstack/targets/error"
 	_ "github.com/daxstack/daxstack/targets/linear"
@@ -154,7 +155,7 @@ func fileLeaves(t testing.TB, o *dax.Opener, sectors map[string]int64) *leafSet 
 // them by major:minor.
 func loopLeaves(t testing.TB, o *dax.Opener, sectors map[string]int64) *leafSet {
 	t.Helper()
-	dax.NeedRoot(t)
+	testenv.NeedRoot(t)
 	ls := fileLeaves(t, o, sectors)
 	for name := range sectors {
 		node := dax.NewLoop(t, ls.backing[name])
