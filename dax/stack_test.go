@@ -20,6 +20,7 @@ import (
 	"github.com/daxstack/daxstack/extent"
 	"github.com/daxstack/daxstack/internal/testenv"
 	"github.com/daxstack/daxstack/stack"
+	"github.com/daxstack/daxstack/stack/stacktest"
 	_ "github.com/daxstack/daxstack/targets/error"
 	_ "github.com/daxstack/daxstack/targets/linear"
 	_ "github.com/daxstack/daxstack/targets/stripe"
@@ -172,17 +173,7 @@ func create(t testing.TB, p *stack.Pool, ls *leafSet, name, text string) *stack.
 	for n, r := range ls.ref {
 		text = strings.ReplaceAll(text, "<"+n+">", r)
 	}
-	d, err := p.Create(name, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.LoadText(d, text, stack.SourceInline); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Resume(d); err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return stacktest.MustCreate(t, p, name, text)
 }
 
 // The stack of the I/O tests, three levels deep:

@@ -101,13 +101,6 @@ func TestConcurrentWriters(t *testing.T) {
 		t.Fatalf("no command succeeded")
 	}
 
-	type lsRow struct {
-		Name     string `json:"name"`
-		Major    uint32 `json:"major"`
-		Minor    uint32 `json:"minor"`
-		UUID     string `json:"uuid"`
-		Degraded bool   `json:"degraded"`
-	}
 	rows, err := report[lsRow](s.run("ls", "--reportformat", "json"), "device")
 	if err != nil {
 		t.Fatal(err)

@@ -60,13 +60,6 @@ func TestMissingLeaf(t *testing.T) {
 		if got := s.run("ls"); got != want {
 			t.Errorf("%s: ls:\n%s\nwant:\n%s", when, got, want)
 		}
-		type lsRow struct {
-			Name     string `json:"name"`
-			Major    uint32 `json:"major"`
-			Minor    uint32 `json:"minor"`
-			UUID     string `json:"uuid"`
-			Degraded bool   `json:"degraded"`
-		}
 		rows, err := report[lsRow](s.run("ls", "--reportformat", "json"), "device")
 		if err != nil {
 			t.Fatal(err)

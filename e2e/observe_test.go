@@ -8,6 +8,15 @@ import (
 	"strings"
 )
 
+// lsRow is one device of `ls --reportformat json`.
+type lsRow struct {
+	Name     string `json:"name"`
+	Major    uint32 `json:"major"`
+	Minor    uint32 `json:"minor"`
+	UUID     string `json:"uuid"`
+	Degraded bool   `json:"degraded"`
+}
+
 // report decodes LVM's JSON report shape, {"report":[{"<kind>":[...]}]},
 // insisting on exactly that shape.
 func report[T any](out, kind string) ([]T, error) {
@@ -78,13 +87,6 @@ func (s *sandbox) observe(leaves []string) (observed, error) {
 	out, err := run("ls", "--reportformat", "json")
 	if err != nil {
 		return o, err
-	}
-	type lsRow struct {
-		Name     string `json:"name"`
-		Major    uint32 `json:"major"`
-		Minor    uint32 `json:"minor"`
-		UUID     string `json:"uuid"`
-		Degraded bool   `json:"degraded"`
 	}
 	ls, err := report[lsRow](out, "device")
 	if err != nil {

@@ -66,14 +66,7 @@ func newRmapLevels(tb testing.TB, n int) *rmapLevels {
 			lines = append(lines, fmt.Sprintf("%d %d linear %s %d", at, pc[1], below, pc[0]))
 			at += pc[1]
 		}
-		d, err := rl.p.Create(name, "")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := rl.p.LoadText(d, strings.Join(lines, "\n"), stack.SourceInline); err != nil {
-			tb.Fatal(err)
-		}
-		rl.p.Resume(d)
+		d := stacktest.MustCreate(tb, rl.p, name, strings.Join(lines, "\n"))
 		rl.devs = append(rl.devs, d)
 		below = name
 	}
@@ -214,11 +207,7 @@ func naiveLossPerChunk(b *testing.B, leafSectors uint64) (ns, bytes float64) {
 		{"s0", fmt.Sprintf("0 %d striped 4 8 /small/0 0 /small/1 0 /small/2 0 /small/3 0", 4*leafSectors)},
 		{"top", fmt.Sprintf("0 %d linear s0 %d", 4*leafSectors-topOffset-500, topOffset)},
 	} {
-		md, _ := p.Create(d.name, "")
-		if err := p.LoadText(md, d.table, stack.SourceInline); err != nil {
-			b.Fatal(err)
-		}
-		p.Resume(md)
+		stacktest.MustCreate(b, p, d.name, d.table)
 	}
 	g := p.Graph()
 	lost, _ := p.Leaf(leaves[1].ID())

@@ -22,15 +22,7 @@ func TestPropagateFanOut(t *testing.T) {
 	leaf := stacktest.NewMemLeaf("/l", "pmem", 1024, true)
 	p := stack.NewPool(stacktest.Opener(leaf))
 	load := func(name, text string) *stack.Device {
-		d, err := p.Create(name, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.LoadText(d, text, stack.SourceInline); err != nil {
-			t.Fatal(err)
-		}
-		p.Resume(d)
-		return d
+		return stacktest.MustCreate(t, p, name, text)
 	}
 	var lines []string
 	for i := range 64 { // 64 segments of 16 sectors, leaf chunks in reverse order

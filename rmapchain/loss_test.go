@@ -37,17 +37,7 @@ func newLossStack(tb testing.TB) *lossStack {
 	}
 	ls.p = stack.NewPool(stacktest.Opener(ls.leaves...))
 	load := func(name, text string) *stack.Device {
-		d, err := ls.p.Create(name, "")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := ls.p.LoadText(d, text, stack.SourceInline); err != nil {
-			tb.Fatal(err)
-		}
-		if err := ls.p.Resume(d); err != nil {
-			tb.Fatal(err)
-		}
-		return d
+		return stacktest.MustCreate(tb, ls.p, name, text)
 	}
 	ls.s0 = load("s0", fmt.Sprintf("0 %d striped 4 8 /pmem/0 0 /pmem/1 0 /pmem/2 0 /pmem/3 0", 4*tibSectors))
 	ls.top = load("top", fmt.Sprintf("0 %d linear s0 %d", topLen, topOffset))

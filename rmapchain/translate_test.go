@@ -35,14 +35,7 @@ func translateWorld(t *testing.T) (*stack.Pool, map[string]*stack.Dev) {
 		{"apex", "0 172 linear top 0"},
 		{"other", "0 10 linear /l1 900"},
 	} {
-		md, err := p.Create(d.name, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.LoadText(md, d.table, stack.SourceInline); err != nil {
-			t.Fatal(err)
-		}
-		p.Resume(md)
+		md := stacktest.MustCreate(t, p, d.name, d.table)
 		devs[d.name] = md.Dev()
 	}
 	devs["/l0"], _ = p.Leaf(l0.ID())
@@ -197,11 +190,7 @@ func TestTranslateJSON(t *testing.T) {
 func TestTranslateSharedSegment(t *testing.T) {
 	l := stacktest.NewMemLeaf("/l", "pmem", 1000, true)
 	p := stack.NewPool(stacktest.Opener(l))
-	d, _ := p.Create("s", "")
-	if err := p.LoadText(d, "0 64 striped 2 8 /l 0 /l 500", stack.SourceInline); err != nil {
-		t.Fatal(err)
-	}
-	p.Resume(d)
+	stacktest.MustCreate(t, p, "s", "0 64 striped 2 8 /l 0 /l 500")
 	ld, _ := p.Leaf(l.ID())
 	evs := rmapchain.Translate(p.Graph(), rmapchain.MediaError, ld, extent.Of(extent.Extent{Start: 8, Len: 1}, extent.Extent{Start: 508, Len: 1}), time.Time{})
 	if len(evs) != 2 || evs[1].Device != "s" || evs[1].Ranges.String() != "{16+1 24+1}" {

@@ -74,17 +74,7 @@ func newBenchLevels(tb testing.TB, n int, seed uint64) *benchLevels {
 		return out
 	}
 	load := func(name string, lines []string) *stack.Device {
-		d, err := bl.p.Create(name, "")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := bl.p.LoadText(d, strings.Join(lines, "\n"), stack.SourceInline); err != nil {
-			tb.Fatal(err)
-		}
-		if err := bl.p.Resume(d); err != nil {
-			tb.Fatal(err)
-		}
-		return d
+		return stacktest.MustCreate(tb, bl.p, name, strings.Join(lines, "\n"))
 	}
 	var lines []string
 	var at uint64

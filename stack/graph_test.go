@@ -92,11 +92,7 @@ func TestGraphUses(t *testing.T) {
 				at += n
 				off += n + rng.Uint64N(3) // sometimes a hole, never an overlap
 			}
-			d, _ := p.Create("d", "")
-			if err := p.LoadText(d, strings.Join(lines, "\n"), stack.SourceInline); err != nil {
-				t.Fatal(err)
-			}
-			p.Resume(d)
+			d := stacktest.MustCreate(t, p, "d", strings.Join(lines, "\n"))
 			check(t, p, []*stack.Device{d})
 		}
 	})

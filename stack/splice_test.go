@@ -18,21 +18,6 @@ func newPool(t *testing.T) (*stack.Pool, []*stacktest.MemLeaf) {
 	return stack.NewPool(stacktest.Opener(a, b)), []*stacktest.MemLeaf{a, b}
 }
 
-func loaded(t *testing.T, p *stack.Pool, name, text string) *stack.Device {
-	t.Helper()
-	d, err := p.Create(name, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.LoadText(d, text, stack.SourceInline); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Resume(d); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 func TestSplice(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -58,7 +43,7 @@ func TestSplice(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p, _ := newPool(t)
-			d := loaded(t, p, "d", tc.table)
+			d := stacktest.MustCreate(t, p, "d", tc.table)
 			lines, err := d.Active().Splice(extent.Of(tc.bad...))
 			if want, ok := strings.CutPrefix(tc.want, "error: "); ok {
 				if err == nil || !errors.Is(err, stack.ErrInvalid) || !strings.Contains(err.Error(), want) {
@@ -101,7 +86,7 @@ func TestSpliceMapsLikeOriginal(t *testing.T) {
 		for _, l := range lines {
 			text = append(text, l.String())
 		}
-		nd := loaded(t, st.Pool, "spliced", strings.Join(text, "\n"))
+		nd := stacktest.MustCreate(t, st.Pool, "spliced", strings.Join(text, "\n"))
 		for s := uint64(0); s < size; s++ {
 			orig, err1 := st.Pool.Trace(d, s)
 			got, err2 := st.Pool.Trace(nd, s)
@@ -125,8 +110,8 @@ func TestSpliceMapsLikeOriginal(t *testing.T) {
 
 func TestMapRange(t *testing.T) {
 	p, _ := newPool(t)
-	loaded(t, p, "s0", "0 64 striped 2 8 /a 100 /b 200")
-	top := loaded(t, p, "top", "0 32 linear s0 4\n32 8 error\n40 8 zero")
+	stacktest.MustCreate(t, p, "s0", "0 64 striped 2 8 /a 100 /b 200")
+	top := stacktest.MustCreate(t, p, "top", "0 32 linear s0 4\n32 8 error\n40 8 zero")
 	pieces, err := p.MapRange(top, 0, 48)
 	if err != nil {
 		t.Fatal(err)

@@ -27,11 +27,7 @@ func TestTableAndStatus(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := stack.NewPool(stacktest.Opener(stacktest.NewMemLeaf("259:1", "pmem1", 64, true)))
-			d, _ := p.Create("e", "")
-			if err := p.LoadText(d, tc.table, stack.SourceInline); err != nil {
-				t.Fatal(err)
-			}
-			p.Resume(d)
+			d := stacktest.MustCreate(t, p, "e", tc.table)
 			tb := d.Active()
 			tg := tb.Segments()[0].Target
 			if tg.Table() != "" || tg.Status() != "" {
@@ -56,11 +52,7 @@ func TestTableAndStatus(t *testing.T) {
 // segment's end; nothing maps back up; all of it is failing.
 func TestMapFails(t *testing.T) {
 	p := stack.NewPool(stacktest.Opener(stacktest.NewMemLeaf("259:1", "pmem1", 64, true)))
-	d, _ := p.Create("e", "")
-	if err := p.LoadText(d, "0 16 error 259:1 8", stack.SourceInline); err != nil {
-		t.Fatal(err)
-	}
-	p.Resume(d)
+	d := stacktest.MustCreate(t, p, "e", "0 16 error 259:1 8")
 	tg := d.Active().Segments()[0].Target
 	for _, off := range []uint64{0, 7, 15} {
 		m, err := tg.Map(off)

@@ -15,17 +15,7 @@ func load(t *testing.T, table string) *stack.Device {
 		stacktest.NewMemLeaf("259:1", "pmem1", 4096, true),
 		stacktest.NewMemLeaf("/var/lib/pm file", "/var/lib/pm file", 4096, true),
 	))
-	d, err := p.Create("top", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.LoadText(d, table, stack.SourceInline); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Resume(d); err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return stacktest.MustCreate(t, p, "top", table)
 }
 
 // TestTableAndStatus: the table prints "<dev> <offset>" (the device as its

@@ -21,16 +21,7 @@ func load(t *testing.T, table string) (*stack.Pool, *stack.Device) {
 		stacktest.NewMemLeaf("259:0", "pmem0", 4096, true),
 		stacktest.NewMemLeaf("259:2", "pmem2", 4096, true),
 	))
-	d, err := p.Create("s0", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.LoadText(d, table, stack.SourceInline); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Resume(d); err != nil {
-		t.Fatal(err)
-	}
+	d := stacktest.MustCreate(t, p, "s0", table)
 	return p, d
 }
 
@@ -109,11 +100,7 @@ func TestStatusAfterReadError(t *testing.T) {
 	a := stacktest.NewMemLeaf("259:1", "pmem1", 512, false)
 	b := stacktest.NewMemLeaf("259:0", "pmem0", 512, false)
 	p := stack.NewPool(stacktest.Opener(a, b))
-	d, _ := p.Create("s0", "")
-	if err := p.LoadText(d, "0 512 striped 2 8 259:1 64 259:0 128", stack.SourceInline); err != nil {
-		t.Fatal(err)
-	}
-	p.Resume(d)
+	d := stacktest.MustCreate(t, p, "s0", "0 512 striped 2 8 259:1 64 259:0 128")
 	buf := make([]byte, 512)
 	if _, err := d.ReadAt(buf, 8*512); err != nil {
 		t.Fatal(err)
@@ -136,11 +123,7 @@ func TestStatusLostLeaf(t *testing.T) {
 	a := stacktest.NewMemLeaf("259:1", "pmem1", 512, true)
 	b := stacktest.NewMemLeaf("259:0", "pmem0", 512, true)
 	p := stack.NewPool(stacktest.Opener(a, b))
-	d, _ := p.Create("s0", "")
-	if err := p.LoadText(d, "0 512 striped 2 8 259:1 64 259:0 128", stack.SourceInline); err != nil {
-		t.Fatal(err)
-	}
-	p.Resume(d)
+	d := stacktest.MustCreate(t, p, "s0", "0 512 striped 2 8 259:1 64 259:0 128")
 	st := d.Active().Segments()[0].Target
 	a.SetLost(true)
 	if got := st.Status(); got != "2 259:1 259:0 1 DA" {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/daxstack/daxstack/extent"
 	"github.com/daxstack/daxstack/stack"
+	"github.com/daxstack/daxstack/stack/stacktest"
 	_ "github.com/daxstack/daxstack/targets/zero"
 )
 
@@ -12,11 +13,7 @@ import (
 // the type), no child, runs to the segment's end, nothing maps back.
 func TestZero(t *testing.T) {
 	p := stack.NewPool(nil)
-	d, _ := p.Create("z", "")
-	if err := p.LoadText(d, "0 32 zero\n32 8 zero", stack.SourceInline); err != nil {
-		t.Fatal(err)
-	}
-	p.Resume(d)
+	d := stacktest.MustCreate(t, p, "z", "0 32 zero\n32 8 zero")
 	tb := d.Active()
 	if got := tb.String(); got != "0 32 zero \n32 8 zero " {
 		t.Errorf("table %q", got)
