@@ -139,13 +139,9 @@ func TestWholeLeafLossTwoStripesOneLeaf(t *testing.T) {
 	l := stacktest.NewMemLeaf("/pmem/a", "pmema", tibSectors, true)
 	m := stacktest.NewMemLeaf("/pmem/b", "pmemb", tibSectors, true)
 	p := stack.NewPool(stacktest.Opener(l, m))
-	d, _ := p.Create("s", "")
 	// Stripes 0 and 2 on the first half and second half of pmema.
 	half := uint64(tibSectors / 2)
-	if err := p.LoadText(d, fmt.Sprintf("0 %d striped 3 8 /pmem/a 0 /pmem/b 0 /pmem/a %d", 3*half, half), stack.SourceInline); err != nil {
-		t.Fatal(err)
-	}
-	p.Resume(d)
+	d := stacktest.MustCreate(t, p, "s", fmt.Sprintf("0 %d striped 3 8 /pmem/a 0 /pmem/b 0 /pmem/a %d", 3*half, half))
 	ld, _ := p.Leaf(l.ID())
 	got := rmapchain.Propagate(p.Graph(), map[*stack.Dev]extent.Set{ld: extent.Of(extent.Extent{Start: 0, Len: tibSectors})}, nil)[d.Dev()]
 	// Stripe 0 holds 24i..24i+7 and stripe 2 24i+16..24i+23 for i < 2^27;

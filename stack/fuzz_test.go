@@ -223,13 +223,22 @@ func fuzzPool(t *testing.T) (p *stack.Pool, f *stack.Device) {
 		}
 		return nil, syscall.ENOENT
 	})
-	s0, _ := p.Create("s0", "")
-	if err := p.LoadText(s0, "0 2048 striped 2 8 /dev/leaf/nv0 64 /dev/leaf/nv1 128", stack.SourceStdin); err != nil {
+	s0, err := p.Create("s0", "")
+	if err == nil {
+		err = p.LoadText(s0, "0 2048 striped 2 8 /dev/leaf/nv0 64 /dev/leaf/nv1 128", stack.SourceStdin)
+	}
+	if err == nil {
+		err = p.Resume(s0)
+	}
+	if err == nil {
+		_, err = p.Create("e", "")
+	}
+	if err == nil {
+		f, err = p.Create("f", "")
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	p.Resume(s0)
-	p.Create("e", "")
-	f, _ = p.Create("f", "")
 	return p, f
 }
 
@@ -284,11 +293,16 @@ func FuzzLoad(f *testing.F) {
 		}
 		tb := dev.Active()
 		printed := tb.String()
-		g, _ := p.Create("g", "")
+		g, err := p.Create("g", "")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := p.LoadText(g, printed, stack.SourceStdin); err != nil {
 			t.Fatalf("printed table\n%s\ndoes not reload: %v", printed, err)
 		}
-		p.Resume(g)
+		if err := p.Resume(g); err != nil {
+			t.Fatal(err)
+		}
 		if g.Active().String() != printed {
 			t.Fatalf("printed\n%s\nreloads as\n%s", printed, g.Active())
 		}

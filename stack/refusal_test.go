@@ -596,9 +596,14 @@ func TestSetUUID(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := stack.NewPool(nil)
-			a, _ := p.Create("a", tc.have)
-			p.Create("b", "U-B")
-			err := p.SetUUID(a, tc.set)
+			a, err := p.Create("a", tc.have)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Create("b", "U-B"); err != nil {
+				t.Fatal(err)
+			}
+			err = p.SetUUID(a, tc.set)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatal(err)
