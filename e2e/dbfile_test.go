@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"os"
 	"strings"
@@ -10,27 +9,9 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/daxstack/daxstack/internal/testenv"
 )
-
-// fileState is what must not change about a file: its bytes and mtime.
-type fileState struct {
-	sum   [32]byte
-	size  int64
-	mtime time.Time
-}
-
-func stateOf(t *testing.T, path string) fileState {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fileState{sha256.Sum256(b), fi.Size(), fi.ModTime()}
-}
 
 // writeBolt writes a bbolt file directly, as another program (or another
 // version of daxstack) would.
@@ -72,7 +53,7 @@ func TestSchemaTooNew(t *testing.T) {
 		}
 		return devs.Put([]byte("top"), []byte(`{"name":"top","tables":{"live":"0 8 linear `+leaf+` 0"}}`))
 	})
-	before := stateOf(t, db)
+	before := testenv.StateOf(t, db)
 	tests := []struct {
 		name  string
 		stdin string
@@ -135,9 +116,7 @@ func TestSchemaTooNew(t *testing.T) {
 			if r.stdout != "" {
 				t.Errorf("stdout: %q", r.stdout)
 			}
-			if now := stateOf(t, db); now != before {
-				t.Fatalf("the database changed")
-			}
+			testenv.SameState(t, db, before, "a daxstack that refuses the schema")
 		})
 	}
 }
@@ -164,7 +143,7 @@ func TestEmptyDatabaseFile(t *testing.T) {
 			s := newSandbox(t)
 			db := s.path("daxstack.db")
 			tc.make(t, db)
-			before := stateOf(t, db)
+			before := testenv.StateOf(t, db)
 			for _, args := range [][]string{{"ls"}, {"info"}, {"table"}, {"status"}, {"table", "--inactive"}} {
 				if out := s.run(args...); out != "No devices found\n" {
 					t.Errorf("daxstack %s: %q", strings.Join(args, " "), out)
@@ -179,9 +158,7 @@ func TestEmptyDatabaseFile(t *testing.T) {
 			if r := s.runKill(-1, "info", "top"); r.code != 1 || r.stderr != "Device does not exist.\nCommand failed.\n" {
 				t.Errorf("info top: exit %d, %q", r.code, r.stderr)
 			}
-			if now := stateOf(t, db); now != before {
-				t.Fatalf("a report changed the file")
-			}
+			testenv.SameState(t, db, before, "a report")
 			s.run("create", "x", "--notable")
 			if out := s.run("ls"); out != "x\t(0:0)\n" {
 				t.Fatalf("ls after create: %q", out)

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/daxstack/daxstack/internal/testenv"
 )
 
 // TestMissingLeaf builds devices on two file leaves, a and b, then takes b
@@ -53,7 +55,7 @@ func TestMissingLeaf(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := s.path("daxstack.db")
-	before := stateOf(t, db)
+	before := testenv.StateOf(t, db)
 	checkDegraded := func(when string) {
 		t.Helper()
 		want := fmt.Sprintf("bonly\t(0:3)\tdegraded: lost %[1]s\ns0\t(0:0)\tdegraded: lost %[1]s\nsolo\t(0:2)\ntop\t(0:1)\tdegraded: lost %[1]s\n", b)
@@ -93,9 +95,7 @@ func TestMissingLeaf(t *testing.T) {
 		}
 	}
 	checkDegraded("b deleted")
-	if now := stateOf(t, db); now != before {
-		t.Fatalf("reports changed the database while b is missing")
-	}
+	testenv.SameState(t, db, before, "reports while b is missing")
 
 	// A change elsewhere keeps everything about b.
 	s.run("create", "extra", "--table", fmt.Sprintf("0 8 linear %s 3000", a))

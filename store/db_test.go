@@ -11,6 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/daxstack/daxstack/internal/testenv"
 	"github.com/daxstack/daxstack/store"
 )
 
@@ -79,7 +80,7 @@ func TestOpenExistingWritesNothing(t *testing.T) {
 	}
 	db.Close()
 	time.Sleep(10 * time.Millisecond) // so that a write would show in the mtime
-	before := stateOf(t, path)
+	before := testenv.StateOf(t, path)
 	for _, o := range []store.Options{{}, {ReadOnly: true}, {Timeout: time.Second}} {
 		for range 3 {
 			db, err := store.Open(path, o)
@@ -92,7 +93,7 @@ func TestOpenExistingWritesNothing(t *testing.T) {
 			}
 		}
 	}
-	sameState(t, path, before, "Open, View, Close")
+	testenv.SameState(t, path, before, "Open, View, Close")
 }
 
 // TestOpenRefuses covers the files Open must refuse, and checks each is
@@ -158,7 +159,7 @@ func TestOpenRefuses(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "daxstack.db")
 			tc.prepare(t, path)
 			time.Sleep(10 * time.Millisecond)
-			before := stateOf(t, path)
+			before := testenv.StateOf(t, path)
 			db, err := store.Open(path, store.Options{ReadOnly: tc.ro, Timeout: time.Second})
 			if err == nil {
 				db.Close()
@@ -172,7 +173,7 @@ func TestOpenRefuses(t *testing.T) {
 					t.Errorf("the error %q does not say %q", err, s)
 				}
 			}
-			sameState(t, path, before, "the refused Open")
+			testenv.SameState(t, path, before, "the refused Open")
 		})
 	}
 }
@@ -239,7 +240,7 @@ func TestReadOnlyDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	rw.Close()
-	before := stateOf(t, path)
+	before := testenv.StateOf(t, path)
 	db := mustOpen(t, path, store.Options{ReadOnly: true})
 	called := false
 	err := db.Update(func(tx *store.Tx) error { called = true; return nil })
@@ -275,5 +276,5 @@ func TestReadOnlyDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	sameState(t, path, before, "the read-only DB")
+	testenv.SameState(t, path, before, "the read-only DB")
 }

@@ -6,7 +6,6 @@ package store_test
 
 import (
 	"bufio"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -191,38 +190,6 @@ func (c *child) rest() ([]string, error) {
 		out = append(out, l)
 	}
 	return out, c.cmd.Wait()
-}
-
-// fileState is what must not change when nothing is written: the bytes
-// and the modification time.
-type fileState struct {
-	sum   [sha256.Size]byte
-	mtime time.Time
-	size  int64
-}
-
-func stateOf(t testing.TB, path string) fileState {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fileState{sum: sha256.Sum256(b), mtime: fi.ModTime(), size: fi.Size()}
-}
-
-func sameState(t testing.TB, path string, before fileState, what string) {
-	t.Helper()
-	after := stateOf(t, path)
-	if after.sum != before.sum || after.size != before.size {
-		t.Errorf("%s changed the file: sha256 %x (%d bytes) -> %x (%d bytes)", what, before.sum, before.size, after.sum, after.size)
-	}
-	if !after.mtime.Equal(before.mtime) {
-		t.Errorf("%s wrote to the file: mtime %v -> %v", what, before.mtime, after.mtime)
-	}
 }
 
 // newDB creates a database in a fresh temporary directory and returns its

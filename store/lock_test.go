@@ -9,6 +9,7 @@ import (
 
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/daxstack/daxstack/internal/testenv"
 	"github.com/daxstack/daxstack/store"
 )
 
@@ -53,7 +54,7 @@ func TestLocking(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			path := newDB(t)
-			before := stateOf(t, path)
+			before := testenv.StateOf(t, path)
 
 			// The holder.
 			var release func()
@@ -128,7 +129,7 @@ func TestLocking(t *testing.T) {
 				t.Fatalf("after the holder closed: %v", err)
 			}
 			db.Close()
-			sameState(t, path, before, "opening and closing")
+			testenv.SameState(t, path, before, "opening and closing")
 		})
 	}
 }

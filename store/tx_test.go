@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/daxstack/daxstack/extent"
+	"github.com/daxstack/daxstack/internal/testenv"
 	"github.com/daxstack/daxstack/rmapchain"
 	"github.com/daxstack/daxstack/store"
 )
@@ -241,7 +242,7 @@ func TestPutInvalid(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			path := newDB(t)
-			before := stateOf(t, path)
+			before := testenv.StateOf(t, path)
 			db := mustOpen(t, path, store.Options{})
 			err := db.Update(func(tx *store.Tx) error {
 				if err := tx.PutDevice(sampleDevice("first")); err != nil {
@@ -253,7 +254,7 @@ func TestPutInvalid(t *testing.T) {
 				t.Errorf("got %v; want ErrInvalid", err)
 			}
 			db.Close()
-			sameState(t, path, before, "the refused Update")
+			testenv.SameState(t, path, before, "the refused Update")
 		})
 	}
 }
@@ -316,7 +317,7 @@ func TestRefusedUpdateWritesNothing(t *testing.T) {
 					tx.SetMeta("k", []byte("old")), tx.SetMeta("gone", []byte("here")))
 			})
 			db.Close()
-			before := stateOf(t, path)
+			before := testenv.StateOf(t, path)
 			db = mustOpen(t, path, store.Options{})
 
 			func() {
@@ -366,7 +367,7 @@ func TestRefusedUpdateWritesNothing(t *testing.T) {
 				t.Errorf("Update returned %v", err)
 			}
 			db.Close()
-			sameState(t, path, before, "the refused Update")
+			testenv.SameState(t, path, before, "the refused Update")
 		})
 	}
 }
