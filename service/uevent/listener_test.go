@@ -74,62 +74,6 @@ func testPayload(name string, extra ...string) []byte {
 	return []byte(b.String())
 }
 
-// sender returns a NETLINK_KOBJECT_UEVENT socket to send from.
-func sender(t *testing.T) int {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_KOBJECT_UEVENT)
-	if err != nil {
-		t.Fatalf("netlink socket: %v", err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		t.Fatalf("bind: %v", err)
-	}
-	tv := unix.NsecToTimeval(int64(eventWait))
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		t.Fatal(err)
-	}
-	return fd
-}
-
-// inject has the kernel broadcast payload as a uevent. This is the
-// kernel's uevent injection (lib/kobject_uevent.c, uevent_net_rcv, Linux
-// 4.18+, CAP_SYS_ADMIN): a netlink message to port 0 whose body is a
-// uevent; the kernel appends SEQNUM and sends it to group 1 from port 0,
-// exactly as its own. It asks for an acknowledgement and checks it.
-func inject(t *testing.T, fd int, payload []byte) {
-	t.Helper()
-	msg := make([]byte, unix.NLMSG_HDRLEN+len(payload))
-	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
-	binary.NativeEndian.PutUint16(msg[4:], unix.NLMSG_MIN_TYPE) // anything from here is a request
-	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
-	copy(msg[unix.NLMSG_HDRLEN:], payload)
-	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		t.Fatalf("inject uevent: %v", err)
-	}
-	ack := make([]byte, 4096)
-	n, _, err := unix.Recvfrom(fd, ack, 0)
-	if err != nil {
-		t.Fatalf("inject uevent: reading the acknowledgement: %v", err)
-	}
-	// struct nlmsghdr, then struct nlmsgerr's int error.
-	if n < unix.NLMSG_HDRLEN+4 || binary.NativeEndian.Uint16(ack[4:]) != unix.NLMSG_ERROR {
-		t.Fatalf("inject uevent: unexpected reply %q", ack[:n])
-	}
-	if errno := int32(binary.NativeEndian.Uint32(ack[unix.NLMSG_HDRLEN:])); errno != 0 {
-		t.Fatalf("inject uevent: kernel says %v", unix.Errno(-errno))
-	}
-}
-
-// broadcast sends payload to a uevent multicast group from user space,
-// the way udevd sends to group 2 (and a forger to group 1).
-func broadcast(t *testing.T, fd int, group uint32, payload []byte) {
-	t.Helper()
-	if err := unix.Sendto(fd, payload, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: group}); err != nil {
-		t.Fatalf("send to group %d: %v", group, err)
-	}
-}
-
 // udevMessage wraps properties in the libudev header, as udevd sends
 // them: prefix, magic (network order), header size and properties offset
 // and length (host order), four filter words left zero.
@@ -208,7 +152,7 @@ func TestNextContext(t *testing.T) {
 		if _, err := nextWithin(l2, 10*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatal(err)
 		}
-		inject(t, sender(t), testPayload("ctx"))
+		testenv.NewUeventInjector(t, eventWait).Inject(testPayload("ctx"))
 		ev, err := l2.Next(context.Background())
 		if err != nil || ev.DevPath != "/devices/virtual/"+testSubsystem+"/ctx" {
 			t.Fatalf("Next after a timed-out Next = %v, %v", ev, err)
@@ -337,7 +281,7 @@ func TestLoopDevice(t *testing.T) {
 func TestKernelValueWithEquals(t *testing.T) {
 	testenv.NeedRoot(t)
 	l := listen(t, Options{Subsystems: []string{testSubsystem}})
-	inject(t, sender(t), testPayload("dm-3", "DM_NAME=vg=1", "DM_UUID=", "MAJOR=253", "MINOR=3", "DEVNAME=dm-3"))
+	testenv.NewUeventInjector(t, eventWait).Inject(testPayload("dm-3", "DM_NAME=vg=1", "DM_UUID=", "MAJOR=253", "MINOR=3", "DEVNAME=dm-3"))
 	ev := waitFor(t, l, "the injected uevent", func(Event) bool { return true })
 	if ev.Env["DM_NAME"] != "vg=1" || ev.Major != 253 || ev.Minor != 3 || ev.DevName != "dm-3" || ev.Seq == 0 {
 		t.Errorf("got %v %v", ev, ev.Env)
@@ -352,9 +296,9 @@ func TestKernelValueWithEquals(t *testing.T) {
 func TestForgedKernelEvent(t *testing.T) {
 	testenv.NeedRoot(t)
 	l := listen(t, Options{Subsystems: []string{testSubsystem}})
-	fd := sender(t)
-	broadcast(t, fd, 1, testPayload("forged", "FORGED=1"))
-	inject(t, fd, testPayload("real"))
+	u := testenv.NewUeventInjector(t, eventWait)
+	u.Broadcast(1, testPayload("forged", "FORGED=1"))
+	u.Inject(testPayload("real"))
 	ev := waitFor(t, l, "the injected uevent", func(Event) bool { return true })
 	if ev.DevPath != "/devices/virtual/"+testSubsystem+"/real" {
 		t.Fatalf("first event delivered is %v %v, want the kernel's", ev, ev.Env)
@@ -369,11 +313,11 @@ func TestForgedKernelEvent(t *testing.T) {
 func TestUdevMode(t *testing.T) {
 	testenv.NeedRoot(t)
 	l := listen(t, Options{Mode: Udev, Subsystems: []string{testSubsystem}})
-	fd := sender(t)
+	u := testenv.NewUeventInjector(t, eventWait)
 	devpath := "/devices/virtual/" + testSubsystem + "/u0"
 	// Not udevd's format: rejected.
-	broadcast(t, fd, 2, testPayload("kernel-format"))
-	broadcast(t, fd, 2, udevMessage("ACTION=add", "DEVPATH="+devpath, "SUBSYSTEM="+testSubsystem,
+	u.Broadcast(2, testPayload("kernel-format"))
+	u.Broadcast(2, udevMessage("ACTION=add", "DEVPATH="+devpath, "SUBSYSTEM="+testSubsystem,
 		"DEVNAME=/dev/u0", "MAJOR=250", "MINOR=4", "SEQNUM=77", "ID_FS_LABEL=x=y"))
 	ev := waitFor(t, l, "udevd's event", func(Event) bool { return true })
 	if ev.Action != "add" || ev.DevPath != devpath || ev.DevName != "u0" || ev.Major != 250 || ev.Minor != 4 ||
@@ -393,10 +337,10 @@ func TestOverrun(t *testing.T) {
 	if l.RcvBuf() > 16<<10 {
 		t.Fatalf("receive buffer is %d bytes; the test needs a tiny one", l.RcvBuf())
 	}
-	fd := sender(t)
+	u := testenv.NewUeventInjector(t, eventWait)
 	const n = 200
 	for i := range n {
-		inject(t, fd, testPayload(fmt.Sprintf("flood%d", i)))
+		u.Inject(testPayload(fmt.Sprintf("flood%d", i)))
 	}
 	_, err := nextWithin(l, eventWait)
 	if !errors.Is(err, ErrOverrun) || !errors.Is(err, unix.ENOBUFS) {
@@ -416,7 +360,7 @@ func TestOverrun(t *testing.T) {
 			}
 		}
 		marker := fmt.Sprintf("after%d", attempt)
-		inject(t, fd, testPayload(marker))
+		u.Inject(testPayload(marker))
 		for {
 			ev, err := nextWithin(l, eventWait)
 			if errors.Is(err, ErrOverrun) || errors.Is(err, context.DeadlineExceeded) {
