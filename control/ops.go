@@ -191,27 +191,23 @@ func (e *Engine) resume(_ context.Context, r NameReq) (Empty, error) {
 }
 
 func (e *Engine) suspend(_ context.Context, r NameReq) (Empty, error) {
-	return Empty{}, e.mutate(func() error {
-		d, err := e.device(r.Name)
-		if err != nil {
-			return opErr("suspend", r.Name, nil, err)
-		}
-		if err := e.pool.Suspend(d); err != nil {
-			return opErr("suspend", r.Name, d, err)
-		}
-		e.touchDevice(d)
-		return nil
-	})
+	return Empty{}, e.onDevice("suspend", r.Name, e.pool.Suspend)
 }
 
 func (e *Engine) clear(_ context.Context, r NameReq) (Empty, error) {
-	return Empty{}, e.mutate(func() error {
-		d, err := e.device(r.Name)
+	return Empty{}, e.onDevice("clear", r.Name, e.pool.Clear)
+}
+
+// onDevice runs the pool operation fn on the device named name, in one
+// transaction that records the device afterwards.
+func (e *Engine) onDevice(op, name string, fn func(*stack.Device) error) error {
+	return e.mutate(func() error {
+		d, err := e.device(name)
 		if err != nil {
-			return opErr("clear", r.Name, nil, err)
+			return opErr(op, name, nil, err)
 		}
-		if err := e.pool.Clear(d); err != nil {
-			return opErr("clear", r.Name, d, err)
+		if err := fn(d); err != nil {
+			return opErr(op, name, d, err)
 		}
 		e.touchDevice(d)
 		return nil
