@@ -17,10 +17,7 @@ import (
 	"github.com/daxstack/daxstack/control"
 	"github.com/daxstack/daxstack/rmapchain"
 	"github.com/daxstack/daxstack/stack"
-	_ "github.com/daxstack/daxstack/targets/error"
-	_ "github.com/daxstack/daxstack/targets/linear"
-	_ "github.com/daxstack/daxstack/targets/stripe"
-	_ "github.com/daxstack/daxstack/targets/zero"
+	_ "github.com/daxstack/daxstack/targets/all"
 )
 
 // fixture is a database and file leaves in a temporary directory.

@@ -21,10 +21,7 @@ import (
 	"github.com/daxstack/daxstack/internal/testenv"
 	"github.com/daxstack/daxstack/stack"
 	"github.com/daxstack/daxstack/stack/stacktest"
-	_ "github.com/daxstack/daxstack/targets/error"
-	_ "github.com/daxstack/daxstack/targets/linear"
-	_ "github.com/daxstack/daxstack/targets/stripe"
-	_ "github.com/daxstack/daxstack/targets/zero"
+	_ "github.com/daxstack/daxstack/targets/all"
 )
 
 // leafSet is the leaves of a test: opened dax leaves by short name, the

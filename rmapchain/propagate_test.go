@@ -9,10 +9,7 @@ import (
 	"github.com/daxstack/daxstack/rmapchain"
 	"github.com/daxstack/daxstack/stack"
 	"github.com/daxstack/daxstack/stack/stacktest"
-	_ "github.com/daxstack/daxstack/targets/error"
-	_ "github.com/daxstack/daxstack/targets/linear"
-	_ "github.com/daxstack/daxstack/targets/stripe"
-	_ "github.com/daxstack/daxstack/targets/zero"
+	_ "github.com/daxstack/daxstack/targets/all"
 )
 
 // bruteBad decides whether sector s of d reads as failed by walking the

@@ -12,10 +12,7 @@ import (
 
 	"github.com/daxstack/daxstack/control"
 	"github.com/daxstack/daxstack/service"
-	_ "github.com/daxstack/daxstack/targets/error"
-	_ "github.com/daxstack/daxstack/targets/linear"
-	_ "github.com/daxstack/daxstack/targets/stripe"
-	_ "github.com/daxstack/daxstack/targets/zero"
+	_ "github.com/daxstack/daxstack/targets/all"
 )
 
 // daemon is a Server serving in this process on a socket in a temporary

@@ -9,10 +9,7 @@ import (
 
 	"github.com/daxstack/daxstack/stack"
 	"github.com/daxstack/daxstack/stack/stacktest"
-	_ "github.com/daxstack/daxstack/targets/error"
-	_ "github.com/daxstack/daxstack/targets/linear"
-	_ "github.com/daxstack/daxstack/targets/stripe"
-	_ "github.com/daxstack/daxstack/targets/zero"
+	_ "github.com/daxstack/daxstack/targets/all"
 )
 
 // refFixture is the pool the refusal tests load tables into: three

@@ -8,10 +8,7 @@ import (
 	"github.com/daxstack/daxstack/extent"
 	"github.com/daxstack/daxstack/stack"
 	"github.com/daxstack/daxstack/stack/stacktest"
-	_ "github.com/daxstack/daxstack/targets/error"
-	_ "github.com/daxstack/daxstack/targets/linear"
-	_ "github.com/daxstack/daxstack/targets/stripe"
-	_ "github.com/daxstack/daxstack/targets/zero"
+	_ "github.com/daxstack/daxstack/targets/all"
 )
 
 // TestTargetRmapInvertsMap checks the target contract on every segment of

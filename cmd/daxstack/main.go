@@ -18,10 +18,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	_ "github.com/daxstack/daxstack/targets/error"
-	_ "github.com/daxstack/daxstack/targets/linear"
-	_ "github.com/daxstack/daxstack/targets/stripe"
-	_ "github.com/daxstack/daxstack/targets/zero"
+	_ "github.com/daxstack/daxstack/targets/all"
 )
 
 func main() {

@@ -2,9 +2,4 @@ package oracle
 
 // The targets dm-stack.sh's tables use, registered for every test that
 // replays them, whatever else its package imports.
-import (
-	_ "github.com/daxstack/daxstack/targets/error"
-	_ "github.com/daxstack/daxstack/targets/linear"
-	_ "github.com/daxstack/daxstack/targets/stripe"
-	_ "github.com/daxstack/daxstack/targets/zero"
-)
+import _ "github.com/daxstack/daxstack/targets/all"
