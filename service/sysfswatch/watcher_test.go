@@ -50,15 +50,21 @@ func fakeBadblocks(t *testing.T, dir, disk, content string) string {
 	return p
 }
 
-// writeFile sets the content of the fake attribute p, keeping its inode
-// (as a sysfs attribute keeps its own). Content at least as long as the
-// old is written over it and the file then cut to length, so a watcher
-// woken by the write never reads the file empty or half-rewritten with
-// the same bytes; shorter content truncates first, so the only other
-// state a reader can catch is an empty file.
+// writeFile sets the content of the fake attribute p so that a watcher
+// woken by the write sees as few in-between states as a regular file
+// allows (a real sysfs attribute has none: the kernel makes its content
+// on each read). A new file appears whole (see replaceFile). An existing
+// one keeps its inode, as an attribute does: content at least as long as
+// the old is written over it and the file then cut to length, so the
+// watcher never finds it empty; shorter content truncates first, so a
+// reader may catch it empty or part-written.
 func writeFile(t *testing.T, p, content string) {
 	t.Helper()
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		replaceFile(t, p, content)
+		return
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +82,19 @@ func writeFile(t *testing.T, p, content string) {
 		t.Fatal(err)
 	}
 	if err := f.Truncate(int64(len(content))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replaceFile puts a new file with content at p in one step (a rename
+// over it), so that a reader sees the old file or the new one, whole.
+func replaceFile(t *testing.T, p, content string) {
+	t.Helper()
+	tmp := p + ".new"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -294,7 +313,8 @@ func TestTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantErr(t, w, p, ErrTooLarge)
-	writeFile(t, p, strings.Repeat("y", MaxSize))
+	// Shrinking in place would let the watcher read a part-written file.
+	replaceFile(t, p, strings.Repeat("y", MaxSize))
 	wantData(t, w, p, strings.Repeat("y", MaxSize))
 }
 
