@@ -228,6 +228,10 @@ type SkippedPart struct {
 	Why    string `json:"why"`
 }
 
+// MaxIO is the most bytes one read or write request moves; clients
+// split larger transfers (the daemon's protocol lines are sized for it).
+const MaxIO = 4 << 20
+
 // IOReq is a read or a write through a device. Offset and Length are bytes.
 type IOReq struct {
 	Name   string `json:"name"`

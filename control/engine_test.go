@@ -443,3 +443,46 @@ func TestPanicReleasesTheLock(t *testing.T) {
 		t.Fatalf("the panicking command's half-made device survived: %v", err)
 	}
 }
+
+// TestIOBounds: a read or write request over MaxIO is refused with a usage
+// error, not attempted (a client must not make the daemon allocate what it
+// asks for); a read that runs past the end of the device is short, with no
+// buffer allocated beyond it.
+func TestIOBounds(t *testing.T) {
+	f := newFixture(t, 3, 4096)
+	f.oracleStack()
+	size := int64(1248 * 512) // top
+	tests := []struct {
+		name    string
+		method  string
+		req     control.IOReq
+		wantN   int
+		wantErr error
+	}{
+		{"read of a terabyte", "read", control.IOReq{Name: "top", Length: 1 << 40}, 0, control.ErrUsage},
+		{"read of MaxIO+1", "read", control.IOReq{Name: "top", Length: control.MaxIO + 1}, 0, control.ErrUsage},
+		{"negative read", "read", control.IOReq{Name: "top", Length: -1}, 0, control.ErrUsage},
+		{"write of MaxIO+1", "write", control.IOReq{Name: "top", Data: make([]byte, control.MaxIO+1)}, 0, control.ErrUsage},
+		{"read of MaxIO across the end", "read", control.IOReq{Name: "top", Offset: size - 1024, Length: control.MaxIO}, 1024, nil},
+		{"read at the end", "read", control.IOReq{Name: "top", Offset: size, Length: 512}, 0, nil},
+		{"read past the end", "read", control.IOReq{Name: "top", Offset: size + 4096, Length: 512}, 0, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := f.sum()
+			r, err := call[control.IOResp](f, tc.method, tc.req)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("err %v, want %v", err, tc.wantErr)
+				}
+				if f.sum() != before {
+					t.Errorf("a refused request changed the database")
+				}
+				return
+			}
+			if err != nil || r.N != tc.wantN || len(r.Data) != tc.wantN {
+				t.Fatalf("n %d, %d bytes, err %v; want %d", r.N, len(r.Data), err, tc.wantN)
+			}
+		})
+	}
+}

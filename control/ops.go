@@ -678,6 +678,7 @@ func registerIO(name string, mutates bool, fn func(e *Engine, ctx context.Contex
 type ioTarget interface {
 	ReadAt(p []byte, off int64) (int, error)
 	WriteAt(p []byte, off int64) (int, error)
+	Size() uint64 // sectors
 }
 
 // ioDevice finds a device for I/O: a mapped device, or a leaf a table (or
@@ -709,10 +710,14 @@ func (e *Engine) read(_ context.Context, r IOReq) (IOResp, error) {
 	if err != nil {
 		return IOResp{}, opErr("", r.Name, nil, err)
 	}
-	if r.Length < 0 {
-		return IOResp{}, fmt.Errorf("%w: negative length", ErrUsage)
+	if r.Length < 0 || r.Length > MaxIO {
+		return IOResp{}, fmt.Errorf("%w: read length %d is not within 0..%d bytes", ErrUsage, r.Length, MaxIO)
 	}
-	buf := make([]byte, r.Length)
+	length := r.Length
+	if end := int64(d.Size()) * stack.SectorSize; r.Offset >= 0 && end-r.Offset < int64(length) {
+		length = int(max(end-r.Offset, 0)) // no buffer past the end of the device
+	}
+	buf := make([]byte, length)
 	n, err := d.ReadAt(buf, r.Offset)
 	if errors.Is(err, io.EOF) {
 		err = nil // past the end: a short read, as dd on a block device
@@ -723,6 +728,9 @@ func (e *Engine) read(_ context.Context, r IOReq) (IOResp, error) {
 func (e *Engine) write(_ context.Context, r IOReq) (IOResp, error) {
 	if e.cfg.ReadOnly {
 		return IOResp{}, ErrReadOnly
+	}
+	if len(r.Data) > MaxIO {
+		return IOResp{}, fmt.Errorf("%w: write of %d bytes is over %d", ErrUsage, len(r.Data), MaxIO)
 	}
 	d, below, err := e.ioDevice(r.Name)
 	if err != nil {

@@ -251,7 +251,7 @@ func ioCommands() []*cli.Command {
 }
 
 // ioChunk bounds one read or write request, so that huge transfers stream.
-const ioChunk = 4 << 20
+const ioChunk = control.MaxIO
 
 func readAction(c *cli.Context) error {
 	if c.NArg() != 1 {
