@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 
 	"github.com/urfave/cli/v2"
@@ -250,6 +251,16 @@ func ioCommands() []*cli.Command {
 	}
 }
 
+// byteOffset returns the sector count of flag name in bytes, refusing a
+// number whose byte offset would not fit an int64 (it would wrap).
+func byteOffset(c *cli.Context, name string) (int64, error) {
+	v := c.Uint64(name)
+	if v > math.MaxInt64/stack.SectorSize {
+		return 0, usagef("--%s %d is too large.", name, v)
+	}
+	return int64(v) * stack.SectorSize, nil
+}
+
 // ioChunk bounds one read or write request, so that huge transfers stream.
 const ioChunk = control.MaxIO
 
@@ -258,8 +269,14 @@ func readAction(c *cli.Context) error {
 		return usagef("Please specify one device.")
 	}
 	x := newEnv(c)
-	off := int64(c.Uint64("sector")) * stack.SectorSize
-	left := int64(c.Uint64("count")) * stack.SectorSize
+	off, err := byteOffset(c, "sector")
+	if err != nil {
+		return err
+	}
+	left, err := byteOffset(c, "count")
+	if err != nil {
+		return err
+	}
 	for left > 0 {
 		n := min(left, ioChunk)
 		var resp control.IOResp
@@ -284,7 +301,10 @@ func writeAction(c *cli.Context) error {
 		return usagef("Please specify one device.")
 	}
 	x := newEnv(c)
-	off := int64(c.Uint64("sector")) * stack.SectorSize
+	off, err := byteOffset(c, "sector")
+	if err != nil {
+		return err
+	}
 	buf := make([]byte, ioChunk)
 	for {
 		n, rerr := io.ReadFull(c.App.Reader, buf)
