@@ -80,14 +80,21 @@ func sectorArgs(c *cli.Context, needCount bool) (control.RangeReq, error) {
 	return r, nil
 }
 
-func mapAction(c *cli.Context) error {
+// rangeCall runs method with the verb's "<dev> <sector> [<count>]".
+func rangeCall[R any](c *cli.Context, method string) (*env, R, error) {
+	var resp R
 	r, err := sectorArgs(c, false)
 	if err != nil {
-		return err
+		return nil, resp, err
 	}
 	x := newEnv(c)
-	var pieces []control.MapPiece
-	if err := x.call("map", r, &pieces); err != nil {
+	err = x.call(method, r, &resp)
+	return x, resp, err
+}
+
+func mapAction(c *cli.Context) error {
+	x, pieces, err := rangeCall[[]control.MapPiece](c, "map")
+	if err != nil {
 		return err
 	}
 	if x.json() {
@@ -148,13 +155,8 @@ func rangeRows(sets ...control.DeviceRanges) []row {
 }
 
 func rmapAction(c *cli.Context) error {
-	r, err := sectorArgs(c, false)
+	x, sets, err := rangeCall[[]control.DeviceRanges](c, "rmap")
 	if err != nil {
-		return err
-	}
-	x := newEnv(c)
-	var sets []control.DeviceRanges
-	if err := x.call("rmap", r, &sets); err != nil {
 		return err
 	}
 	if x.json() {
