@@ -173,14 +173,15 @@ func (a Identity) Same(b Identity) bool {
 // the mapping to use (mapping the leaf on first use). The caller must call
 // exit with the returned shard, whatever the error.
 func (l *Leaf) enter() (*mapping, *shard, error) {
-	m, s, err := l.enterNoMap()
-	if err != nil {
-		return nil, s, err
+	s := &l.inflight[shardHint()%ioShards]
+	s.n.Add(1)
+	if l.closed.Load() || l.lost.Load() {
+		return nil, s, l.unusable()
 	}
-	if m != nil {
+	if m := l.m.Load(); m != nil {
 		return m, s, nil
 	}
-	m, err = l.open()
+	m, err := l.open()
 	return m, s, err
 }
 
@@ -231,13 +232,19 @@ func (l *Leaf) Sync() error {
 func (l *Leaf) enterNoMap() (*mapping, *shard, error) {
 	s := &l.inflight[shardHint()%ioShards]
 	s.n.Add(1)
-	if l.closed.Load() {
-		return nil, s, leafError(l.name, ErrClosed)
-	}
-	if l.lost.Load() {
-		return nil, s, leafError(l.name, ErrLost)
+	if l.closed.Load() || l.lost.Load() {
+		return nil, s, l.unusable()
 	}
 	return l.m.Load(), s, nil
+}
+
+// unusable is the error of I/O that found the leaf closed or lost (kept
+// out of enter, whose fast path is then small enough to inline).
+func (l *Leaf) unusable() error {
+	if l.closed.Load() {
+		return leafError(l.name, ErrClosed)
+	}
+	return leafError(l.name, ErrLost)
 }
 
 // Close waits for the I/O in flight, unmaps the leaf and closes its
