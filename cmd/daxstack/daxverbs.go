@@ -266,12 +266,21 @@ func byteOffset(c *cli.Context, name string) (int64, error) {
 // ioChunk bounds one read or write request, so that huge transfers stream.
 const ioChunk = control.MaxIO
 
-func readAction(c *cli.Context) error {
+// ioStart checks read's and write's one device argument and returns the
+// byte offset of --sector.
+func ioStart(c *cli.Context) (*env, int64, error) {
 	if c.NArg() != 1 {
-		return usagef("Please specify one device.")
+		return nil, 0, usagef("Please specify one device.")
 	}
-	x := newEnv(c)
 	off, err := byteOffset(c, "sector")
+	if err != nil {
+		return nil, 0, err
+	}
+	return newEnv(c), off, nil
+}
+
+func readAction(c *cli.Context) error {
+	x, off, err := ioStart(c)
 	if err != nil {
 		return err
 	}
@@ -299,11 +308,7 @@ func readAction(c *cli.Context) error {
 }
 
 func writeAction(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usagef("Please specify one device.")
-	}
-	x := newEnv(c)
-	off, err := byteOffset(c, "sector")
+	x, off, err := ioStart(c)
 	if err != nil {
 		return err
 	}
