@@ -234,7 +234,7 @@ func (p *Pool) endIOError(top *Device, sector uint64, err error) {
 		seg := &t.segs[i]
 		m, merr := seg.Target.Map(sector - seg.Begin)
 		if e, ok := seg.Target.(EndIOer); ok {
-			e.EndIO(sector-seg.Begin, m, err)
+			e.EndIO(&Bio{Op: OpRead, Pos: (sector - seg.Begin) * SectorSize, Len: SectorSize}, err)
 		}
 		if merr != nil || m.Dev == nil {
 			return

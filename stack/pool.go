@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -39,6 +40,9 @@ type Pool struct {
 	gate    gate
 	resumeM sync.Mutex
 	resumed *sync.Cond
+
+	clock Clock      // given to targets (TargetInfo.Clock)
+	rnd   *rand.Rand // given to targets (TargetInfo.Rand)
 }
 
 // NewPool returns an empty pool that opens leaves with open. open may be
@@ -52,6 +56,8 @@ func NewPool(open LeafOpener) *Pool {
 		leaves:  map[string]*Dev{},
 		users:   map[*Dev]int{},
 		holders: map[*Dev]string{},
+		clock:   SystemClock{},
+		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 	p.resumed = sync.NewCond(&p.resumeM)
 	return p

@@ -194,7 +194,7 @@ func (p *Pool) build(d *Device, lines []Line) (*Table, *builder, error) {
 		if l.Len > maxTableSize-l.Start { // Start is 0 or the previous end, so at most maxTableSize
 			return fail(l, l.Type, fmt.Sprintf("%s: %s: table longer than %d sectors (-EINVAL)", b.name, l.Type, maxTableSize), ErrInvalid)
 		}
-		ti := &TargetInfo{Begin: l.Start, Len: l.Len, Type: l.Type, Device: b.name, b: b}
+		ti := &TargetInfo{Begin: l.Start, Len: l.Len, Type: l.Type, Device: b.name, Clock: p.clock, Rand: p.rnd, b: b}
 		tgt, err := tt.New(ti, SplitArgs(l.Params))
 		if err != nil {
 			return fail(l, l.Type, ctrText(b.name, l.Type, err), causeOf(err))

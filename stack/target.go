@@ -2,8 +2,10 @@ package stack
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/daxstack/daxstack/extent"
 )
@@ -12,14 +14,60 @@ import (
 // target are relative to the start of its segment, as with the kernel's
 // dm_target_offset.
 //
-// The property every target must keep: for every sector s of the segment
-// that Map sends to a child, Rmap(child, {child sector}) contains s; and
-// every sector Rmap returns maps back into the child sectors it was given.
+// A target is the user-space form of the kernel's struct target_type. The
+// methods of Target are what every target has; the optional interfaces
+// below add what some have, the way a target_type leaves hooks NULL.
+//
+// # Lifecycle
+//
+//   - Constructor (ctr): parses the arguments in the kernel's order, gets its
+//     child devices with TargetInfo.GetDevice, and may declare a maximum I/O
+//     length (TargetInfo.SetMaxIOLen). A new target has fresh state: a dust
+//     target built by a `load` starts with an empty list and in bypass, a
+//     flakey target's clock starts when it is built.
+//   - Restore (Stateful): when a process rebuilds a stored table (every
+//     embedded command, a restarted daemon), the engine gives each stateful
+//     target the state saved with the device's record, so that every process
+//     sees the same list and the same clock. Restore is called before the
+//     table serves any I/O or message.
+//   - Resume (Resumer), PreSuspend and PostSuspend (Suspender): around the
+//     device's suspend and resume, as the kernel's resume, presuspend and
+//     postsuspend. PreSuspend runs before the engine waits for the I/O in
+//     flight; a target that holds I/O back (Delayer) lets it go from then on.
+//   - I/O: Map says where a sector lives (placement, pure, used by the I/O
+//     path and by every walk that is not I/O: map, inject, rmap checks).
+//     Targets with run-time behaviour implement IOMapper, and it is called
+//     for every request that reaches the segment, knowing its direction;
+//     EndIOer sees each request's outcome.
+//   - Message (Messager), State (Stateful), Failing (Failer): a message may
+//     change the state; the engine saves State afterwards and compares
+//     Failing before and after, turning the difference into events. State
+//     that I/O changes (a write that clears a dust block) is reported with
+//     TargetInfo.StateChanged.
+//   - Dtr (Destructor): when the table leaves the device for good (swapped
+//     out at resume, the inactive slot cleared or replaced, the device
+//     removed) or was built and never used. It is called once, after the
+//     last I/O through the table has finished.
+//
+// # Concurrency
+//
+// Map, Rmap, Areas, Table and Status may be called from many goroutines at
+// once and must not change anything. IOMapper, EndIOer, Delayer and Failer
+// methods are called concurrently with each other and with Message, State
+// and Status: a target with state guards it. The lifecycle calls (Restore,
+// Resume, PreSuspend, PostSuspend, Dtr) are serialised by the engine.
+//
+// # The property every target keeps
+//
+// For every sector s of the segment that Map sends to a child,
+// Rmap(child, {child sector}) contains s; and every sector Rmap returns maps
+// back into the child sectors it was given.
 type Target interface {
 	// Map returns where sector off lives. Mapping.Run says how many sectors
 	// from off stay contiguous on that child, so callers split I/O at chunk
-	// and segment boundaries. A target whose I/O must fail returns ErrKill
-	// and a Mapping whose Run covers the failing sectors.
+	// and segment boundaries. A target whose I/O must always fail returns
+	// ErrKill and a Mapping whose Run covers the failing sectors. Map has no
+	// side effects; run-time behaviour belongs in IOMapper.
 	Map(off uint64) (Mapping, error)
 	// Rmap returns the sectors of the segment that map into the given
 	// sectors of child. Sectors of child the segment does not use are
@@ -52,18 +100,165 @@ type Area struct {
 	Len   uint64
 }
 
-// EndIOer is implemented by targets that watch the outcome of I/O they
-// mapped, as the kernel's end_io does (striped counts errors per stripe).
-type EndIOer interface {
-	EndIO(off uint64, m Mapping, err error)
+// Op is the kind of an I/O request, as the kernel's bio_op (with a flush
+// as a request of its own, the way an empty REQ_PREFLUSH bio reaches a
+// target).
+type Op uint8
+
+// The kinds of request.
+const (
+	OpRead        Op = iota // read Len bytes into Data
+	OpWrite                 // write Data
+	OpWriteZeroes           // write Len bytes of zeros; Data is nil (clears poison like any write)
+	OpDiscard               // a hint that Len bytes are unused; Data is nil
+	OpFlush                 // make earlier writes durable; Pos and Len are 0
+)
+
+// String returns the op as the kernel names it ("read", "write",
+// "write-zeroes", "discard", "flush").
+func (op Op) String() string {
+	switch op {
+	case OpRead:
+		return "read"
+	case OpWrite:
+		return "write"
+	case OpWriteZeroes:
+		return "write-zeroes"
+	case OpDiscard:
+		return "discard"
+	case OpFlush:
+		return "flush"
+	}
+	return fmt.Sprintf("op(%d)", uint8(op))
 }
 
-// Failer is implemented by targets some of whose sectors always fail,
-// whatever lies below them: the error target, all of them. The reverse map
-// counts these sectors as bad ranges at the target's own level.
+// IsWrite reports whether op changes data (write, write-zeroes), the way
+// the kernel's op_is_write does for the ops daxstack has. A discard is a
+// hint and changes nothing here; a flush carries no data.
+func (op Op) IsWrite() bool { return op == OpWrite || op == OpWriteZeroes }
+
+// Bio is one I/O request as it reaches a target: the part of a client's
+// request that falls in the segment, split further where the target asked
+// for it (TargetInfo.SetMaxIOLen), before anything below splits it again.
+// Positions are bytes relative to the start of the segment: daxstack's I/O
+// is byte-granular, so a request need not start or end on a sector.
+type Bio struct {
+	Op  Op
+	Pos uint64 // first byte, from the segment start
+	Len uint64 // bytes
+	// Data holds the bytes of a read (filled when EndIO is called) or of a
+	// write; nil for the other ops. A target must not change a write's
+	// bytes in place (they are the client's): to change them it sets Data
+	// to a copy. It may change a read's bytes in EndIO.
+	Data []byte
+	FUA  bool // a write that must be durable when it completes
+}
+
+// Sector returns the first sector the request touches, relative to the
+// segment.
+func (b *Bio) Sector() uint64 { return b.Pos / SectorSize }
+
+// EndSector returns the sector after the last one the request touches.
+func (b *Bio) EndSector() uint64 { return (b.Pos + b.Len + SectorSize - 1) / SectorSize }
+
+// Action is what IOMapper.MapIO decides for a request, as the kernel's
+// DM_MAPIO_* values.
+type Action uint8
+
+const (
+	// Remap sends the request on to where Map places it (DM_MAPIO_REMAPPED).
+	Remap Action = iota
+	// Done completes the request here, successfully, with nothing sent
+	// below (DM_MAPIO_SUBMITTED after bio_endio): a write dropped by flakey
+	// is acknowledged; a read the target answered itself has Data filled.
+	Done
+	// Kill fails the request with the error MapIO returns, or with EIO when
+	// it returns nil (DM_MAPIO_KILL).
+	Kill
+)
+
+// IOMapper is implemented by targets whose I/O depends on more than the
+// sector: the direction, the time, or state that I/O and messages change
+// (dust, flakey). MapIO is called once for every request that reaches the
+// segment (see Bio), before it goes below.
+type IOMapper interface {
+	MapIO(b *Bio) (Action, error)
+}
+
+// EndIOer is implemented by targets that watch the outcome of the requests
+// they sent below, as the kernel's end_io does: striped counts errors per
+// stripe, flakey corrupts the bytes of a read. EndIO is called once per
+// request, after every part of it below has finished, with the first
+// error (nil on success); it returns the error the request completes with.
+type EndIOer interface {
+	EndIO(b *Bio, err error) error
+}
+
+// Delayer is implemented by targets that hold requests back before they go
+// below (delay). Hold is called for each request; the engine keeps it
+// waiting for the returned duration, then calls release (if not nil) and
+// sends it on. The wait holds no lock and does not stop other I/O, suspends
+// of other devices or commands. From PreSuspend until Resume of the
+// target's device, and for a device being removed, requests are not held
+// and those waiting go on at once, as the kernel's presuspend flushes its
+// delayed bios; a wait also ends when the client gives up (its context).
+// The request counts as in flight for the device's suspend while it waits.
+type Delayer interface {
+	Hold(b *Bio) (wait time.Duration, release func())
+}
+
+// Failer is implemented by targets some of whose sectors fail whatever lies
+// below them: the error target, all of them; dust, its listed blocks while
+// it is enabled. The reverse map counts these sectors as bad ranges at the
+// target's own level. Failing must reflect the target's present state; the
+// engine calls it before and after a message, and when a target reports a
+// change (TargetInfo.StateChanged), to compute events.
 type Failer interface {
-	// Failing returns the always-failing sectors, relative to the segment.
+	// Failing returns the failing sectors, relative to the segment.
 	Failing() extent.Set
+}
+
+// Stateful is implemented by targets with state beyond their table text
+// that must outlive the process: dust's list and mode, flakey's clock. The
+// state lives with the table (a new table starts fresh) and is saved in
+// the device's record, so every process and a restarted daemon see the
+// same.
+type Stateful interface {
+	// State returns the target's state in its own encoding (a target's
+	// later versions must read what earlier ones wrote).
+	State() []byte
+	// Restore replaces the state with one State returned earlier, from the
+	// device's record. A state it cannot read is an error (the engine then
+	// reports the device broken rather than guess); it must not panic.
+	Restore(state []byte) error
+}
+
+// Destructor is implemented by targets that must release something when
+// their table is gone (the kernel's dtr).
+type Destructor interface {
+	Dtr()
+}
+
+// Suspender is implemented by targets that act around their device's
+// suspend (the kernel's presuspend and postsuspend).
+type Suspender interface {
+	PreSuspend()
+	PostSuspend()
+}
+
+// Resumer is implemented by targets that act when their table becomes
+// live or their device resumes (the kernel's resume).
+type Resumer interface {
+	Resume()
+}
+
+// Conditioner is implemented by targets whose behaviour varies over time,
+// to show it in `info` and `status` reports: Condition returns "" when the
+// target behaves normally, or a word saying how it does not ("down" for
+// flakey in its down interval). A condition is not a bad range: bad ranges
+// are sectors that fail whatever the time.
+type Conditioner interface {
+	Condition() string
 }
 
 // Persister is implemented by targets whose printed parameters (Table)
@@ -79,15 +274,19 @@ type Persister interface {
 // segment as a segment of its own: Split returns the parameters of a
 // segment covering segment sectors [off, off+n) that maps them exactly as
 // this one does (linear: the device and a moved offset), in the stored
-// form (see Persister). ok is false when
-// no such segment exists (a striped cut that is not a whole number of
-// stripe rows).
+// form (see Persister). ok is false when no such segment exists (a striped
+// cut that is not a whole number of stripe rows, or a target whose state
+// cannot be divided). A Stateful target's pieces are given its state with
+// Restore, so a piece keeps, for instance, flakey's clock.
 type Splitter interface {
 	Split(off, n uint64) (params string, ok bool)
 }
 
 // Messager is implemented by targets that accept `dmsetup message`. A
-// non-empty reply is printed by the caller.
+// non-empty reply is printed by the caller, as dmsetup prints the
+// kernel's result buffer. A refused message returns an error (use Errorf
+// with the kernel's log words and a cause that carries the errno, EINVAL
+// by default) and changes nothing.
 type Messager interface {
 	Message(args []string) (reply string, err error)
 }
@@ -168,7 +367,45 @@ type TargetInfo struct {
 	Type   string // target type name
 	Device string // name of the mapped device the table is for
 
-	b *builder
+	// Clock is the clock a target with time in its behaviour reads
+	// (CLOCK_BOOTTIME, as the kernel's jiffies); tests replace it. Never nil.
+	Clock Clock
+	// Rand is the random source of targets that corrupt at random; tests
+	// seed it. It is shared: guard it with the target's own lock.
+	Rand *rand.Rand
+
+	maxIOLen uint64
+	changed  func(added, cleared extent.Set)
+	b        *builder
+}
+
+// SetMaxIOLen asks the I/O path to split requests to this segment so that
+// none crosses a multiple of n sectors counted from the segment start, as
+// the kernel's dm_set_target_max_io_len (dust: one block per request).
+func (ti *TargetInfo) SetMaxIOLen(n uint64) { ti.maxIOLen = n }
+
+// MaxIOLen returns what SetMaxIOLen set, or 0 for no limit.
+func (ti *TargetInfo) MaxIOLen() uint64 { return ti.maxIOLen }
+
+// StateChanged tells the engine that the target's state changed during
+// I/O (a write cleared a dust block): the state is saved with the device's
+// record, and added and cleared, the sectors (relative to the segment) that
+// began or stopped failing, travel up as events exactly like poison. Both
+// may be empty when only the saved state changed. It may be called from the
+// I/O path and never blocks.
+func (ti *TargetInfo) StateChanged(added, cleared extent.Set) {
+	if ti.changed != nil {
+		ti.changed(added, cleared)
+	}
+}
+
+// Clock is what targets read the time from.
+type Clock interface {
+	// Boottime returns CLOCK_BOOTTIME: time since boot, counting suspend.
+	Boottime() time.Duration
+	// BootID identifies the boot (/proc/sys/kernel/random/boot_id), so a
+	// saved time can be told apart from one of an earlier boot.
+	BootID() string
 }
 
 // GetDevice resolves a device reference (a mapped device name, a

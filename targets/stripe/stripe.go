@@ -147,17 +147,21 @@ func (s *striped) Map(off uint64) (stack.Mapping, error) {
 }
 
 // EndIO counts an error against the first stripe on the failing device, as
-// stripe_end_io does.
-func (s *striped) EndIO(off uint64, m stack.Mapping, err error) {
+// stripe_end_io does (it matches the device, so a device used by two
+// stripes is charged to the first).
+func (s *striped) EndIO(b *stack.Bio, err error) error {
 	if err == nil {
-		return
+		return nil
 	}
-	for i := range s.stripes {
-		if s.stripes[i].dev == m.Dev {
-			s.stripes[i].errors.Add(1)
-			return
+	i, _, _ := s.locate(b.Sector())
+	dev := s.stripes[i].dev
+	for j := range s.stripes {
+		if s.stripes[j].dev == dev {
+			s.stripes[j].errors.Add(1)
+			break
 		}
 	}
+	return err
 }
 
 func (s *striped) Areas() []stack.Area {

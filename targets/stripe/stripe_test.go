@@ -80,12 +80,14 @@ func TestStatusDeadStripe(t *testing.T) {
 				t.Fatal("striped target does not implement EndIOer")
 			}
 			for _, s := range tc.ok {
-				m, _ := tg.Map(s)
-				e.EndIO(s, m, nil)
+				if err := e.EndIO(&stack.Bio{Op: stack.OpRead, Pos: s * stack.SectorSize, Len: stack.SectorSize}, nil); err != nil {
+					t.Fatalf("EndIO(%d, nil) = %v", s, err)
+				}
 			}
 			for _, s := range tc.fail {
-				m, _ := tg.Map(s)
-				e.EndIO(s, m, syscall.EIO)
+				if err := e.EndIO(&stack.Bio{Op: stack.OpRead, Pos: s * stack.SectorSize, Len: stack.SectorSize}, syscall.EIO); err != syscall.EIO {
+					t.Fatalf("EndIO(%d, EIO) = %v", s, err)
+				}
 			}
 			if got := tg.Status(); got != tc.want {
 				t.Errorf("Status() = %q, want %q", got, tc.want)
