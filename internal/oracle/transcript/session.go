@@ -1,14 +1,67 @@
-package oracle
+// Package transcript reads the kernel oracle's session transcripts,
+// dust-flakey.out and delay.out (testdata/kernel-oracle, explained in its
+// NOTES-targets.md): what a Linux 6.1 guest printed and logged for each
+// dmsetup command and each O_DIRECT read and write it ran. It is the
+// package oracle's sibling for the targets' tests: it imports no target,
+// so a target's own (internal) tests can use it.
+//
+// A Session is the transcript as Steps; a Step knows the command shapes
+// the target tests need (Create, Message, Verb, IO) and the kernel's log
+// lines (TableRefusal, TargetLog). Ramdisks are the guest's devices as
+// in-memory leaves, and ReplaySession runs a transcript's creates and
+// removes in one pool, checking the creates of one target type against
+// the kernel's outcome, and hands every other step to the caller.
+package transcript
 
 import (
 	"bufio"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"testing"
 )
+
+// Dir is the kernel oracle's directory, relative to the module root.
+const Dir = "testdata/kernel-oracle"
+
+// Path returns the path of the oracle file name, looking for the module
+// root (the directory with go.mod) from the current directory upward: a
+// test runs in its package's directory, at whatever depth.
+func Path(name string) (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, Dir, name), nil
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return "", fmt.Errorf("no go.mod above the current directory")
+		}
+		dir = up
+	}
+}
+
+// Load reads the oracle's session transcript name (dust-flakey.out,
+// delay.out); any error fails t at once.
+func Load(t testing.TB, name string) *Session {
+	t.Helper()
+	path, err := Path(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ReadSession(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 // Session is a transcript in the form of dust-flakey.out and delay.out
 // (NOTES-targets.md): the commands the guest ran, in order, each with what

@@ -1,7 +1,6 @@
-package oracle
+package transcript
 
 import (
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -87,10 +86,7 @@ func TestReadTheSessions(t *testing.T) {
 		{"dust-flakey.out", 64, 60, 40},
 		{"delay.out", 6, 0, 3},
 	} {
-		s, err := ReadSession(filepath.Join("..", Dir, tc.file))
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := Load(t, tc.file)
 		var creates, messages, ios int
 		for _, st := range s.Steps {
 			if st.Command != "" && st.RC < 0 {
