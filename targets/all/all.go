@@ -9,6 +9,7 @@
 package all
 
 import (
+	_ "github.com/daxstack/daxstack/targets/dust"
 	_ "github.com/daxstack/daxstack/targets/error"
 	_ "github.com/daxstack/daxstack/targets/linear"
 	_ "github.com/daxstack/daxstack/targets/stripe"
