@@ -9,7 +9,8 @@
 // bits for %u (simple_strntoull's overflow is not an error); the %c must
 // then find nothing, so anything after the digits refuses the argument.
 // Thus "99999999999" is a valid %u: it reads as 1215752191, as the kernel
-// oracle's delay table shows.
+// oracle's delay table shows. EqualFold is the kernel's strcasecmp of an
+// argument against a keyword.
 package kscan
 
 // Uint64 is "%llu%c" == 1.
@@ -38,4 +39,28 @@ func Uint32(s string) (uint32, bool) {
 // space, and the Latin-1 no-break space 0xA0.
 func isSpace(c byte) bool {
 	return c == ' ' || (c >= '\t' && c <= '\r') || c == 0xA0
+}
+
+// EqualFold reports whether s is keyword ignoring ASCII case: the
+// kernel's strcasecmp(s, keyword) == 0 for an ASCII keyword (the kernel
+// also folds Latin-1 capitals, but never onto ASCII letters). Unlike
+// strings.EqualFold it folds no other Unicode letters: the Kelvin sign
+// is not a "k".
+func EqualFold(s, keyword string) bool {
+	if len(s) != len(keyword) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		a, b := s[i], keyword[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }

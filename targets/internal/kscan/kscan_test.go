@@ -15,7 +15,7 @@ func TestUint64(t *testing.T) {
 		{"512", 512, true},
 		{"18446744073709551615", 1<<64 - 1, true},
 		{"18446744073709551616", 0, true}, // wraps, as simple_strntoull
-		{"  7", 7, true},                   // leading white space is skipped
+		{"  7", 7, true},                  // leading white space is skipped
 		{"\t\n\v\f\r7", 7, true},
 		{"\xa07", 7, true}, // the kernel's isspace includes 0xA0
 		{"", 0, false},
@@ -65,4 +65,26 @@ func FuzzUint64(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestEqualFold(t *testing.T) {
+	tests := []struct {
+		s, kw string
+		want  bool
+	}{
+		{"enable", "enable", true},
+		{"ENABLE", "enable", true},
+		{"EnAbLe", "enable", true},
+		{"enable ", "enable", false},
+		{"enabl", "enable", false},
+		{"quie\u212a", "quiek", false}, // the Kelvin sign is not an ASCII k
+		{"drop_writes", "DROP_WRITES", true},
+		{"drop-writes", "drop_writes", false},
+		{"\xc0", "\xe0", false}, // Latin-1 capitals never meet an ASCII keyword
+	}
+	for _, tc := range tests {
+		if got := EqualFold(tc.s, tc.kw); got != tc.want {
+			t.Errorf("EqualFold(%q, %q) = %v", tc.s, tc.kw, got)
+		}
+	}
 }
