@@ -17,7 +17,7 @@ func session(t *testing.T) *transcript.Session { return transcript.Load(t, "dust
 // refused as the kernel did, with its words and errno (17 creates: grep
 // -c '^\$ dmsetup create .* dust ').
 func TestOracleCreates(t *testing.T) {
-	if n := transcript.ReplaySession(t, session(t), "dust", nil, nil); n != 17 {
+	if n := transcript.ReplaySession(t, session(t), nil, "dust", nil, nil); n != 17 {
 		t.Errorf("checked %d dust creates, the transcript has 17", n)
 	}
 }
@@ -44,7 +44,7 @@ func dustOf(p *stack.Pool, name string) (*stack.Device, stack.Target) {
 // pages through the page cache (NOTES-targets.md).
 func TestOracleSession(t *testing.T) {
 	var messages, reports, ios int
-	transcript.ReplaySession(t, session(t), "dust", nil, func(st transcript.Step, p *stack.Pool) {
+	transcript.ReplaySession(t, session(t), nil, "dust", nil, func(st transcript.Step, p *stack.Pool) {
 		if name, _, words, ok := st.Message(); ok {
 			if _, tgt := dustOf(p, name); tgt != nil {
 				messages++

@@ -28,14 +28,15 @@ type Ramdisks struct {
 
 // NewRamdisks returns the guest's devices, zeroed (sparse: without
 // memory, for tests that build tables and call targets but move no
-// data). They print as the guest printed them (1:0, 1:1, 259:1) and are
+// data; pmem1 is always sparse, the transcripts move no data on it).
+// They print as the guest printed them (1:0, 1:1, 259:1) and are
 // named ram0, ram1 and pmem1 in messages, so that tables, status lines and
 // size refusals read as in the transcripts.
 func NewRamdisks(sparse bool) *Ramdisks {
 	return &Ramdisks{
 		Ram0:  stacktest.NewMemLeaf("1:0", "ram0", RamSectors, sparse),
 		Ram1:  stacktest.NewMemLeaf("1:1", "ram1", RamSectors, sparse),
-		Pmem1: stacktest.NewMemLeaf("259:1", "pmem1", PmemSectors, sparse),
+		Pmem1: stacktest.NewMemLeaf("259:1", "pmem1", PmemSectors, true),
 	}
 }
 
@@ -76,8 +77,8 @@ type Expect struct {
 // transcript's.
 type Override func(st Step) (Expect, bool)
 
-// ReplaySession replays the device steps of s in one pool over sparse Ramdisks,
-// in order, as the guest ran them: each `dmsetup create` builds, loads
+// ReplaySession replays the device steps of s in one pool over rd (sparse
+// Ramdisks when nil), in order, as the guest ran them: each `dmsetup create` builds, loads
 // and resumes its table (a refused one leaves no device), `dmsetup
 // remove` removes the device if the pool has it, `dmsetup remove_all`
 // removes them all. Every other step is handed to visit (when not nil)
@@ -90,9 +91,12 @@ type Override func(st Step) (Expect, bool)
 // and match the errno the text names. Creates of other types are not
 // checked: they only build what later steps use. ReplaySession returns the
 // number of creates it checked.
-func ReplaySession(t *testing.T, s *Session, typ string, override Override, visit func(Step, *stack.Pool)) int {
+func ReplaySession(t *testing.T, s *Session, rd *Ramdisks, typ string, override Override, visit func(Step, *stack.Pool)) int {
 	t.Helper()
-	p := NewRamdisks(true).Pool()
+	if rd == nil {
+		rd = NewRamdisks(true)
+	}
+	p := rd.Pool()
 	n := 0
 	for _, st := range s.Steps {
 		if name, table, ok := st.Create(); ok {

@@ -264,3 +264,26 @@ func (st Step) IO() (IO, bool) {
 	}
 	return io, true
 }
+
+// Pattern is what dio.c's "w" writes (and lib.sh's pattern): n sectors
+// from sector start, sector k holding "S%07d" of k repeated 64 times.
+func Pattern(start, n uint64) []byte {
+	out := make([]byte, 0, n*512)
+	for k := start; k < start+n; k++ {
+		out = append(out, strings.Repeat(fmt.Sprintf("S%07d", k), 64)...)
+	}
+	return out
+}
+
+// Hex renders bytes as the transcripts' od lines do: two lowercase hex
+// digits each, separated by spaces.
+func Hex(b []byte) string {
+	var sb strings.Builder
+	for i, c := range b {
+		if i > 0 {
+			sb.WriteByte(' ')
+		}
+		fmt.Fprintf(&sb, "%02x", c)
+	}
+	return sb.String()
+}

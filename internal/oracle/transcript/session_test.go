@@ -107,3 +107,14 @@ func TestReadTheSessions(t *testing.T) {
 		}
 	}
 }
+
+func TestPatternHex(t *testing.T) {
+	p := Pattern(9, 2)
+	if len(p) != 1024 || string(p[:16]) != "S0000009S0000009" || string(p[1016:]) != "S0000010" {
+		t.Errorf("Pattern(9, 2) = %q...%q", p[:16], p[1016:])
+	}
+	// dust-flakey.out: "raw ram0 sector 10 ... bytes24..39: 53 30 30 30 30 30 31 30 53 30 30 30 30 30 31 30"
+	if got := Hex(Pattern(10, 1)[24:40]); got != "53 30 30 30 30 30 31 30 53 30 30 30 30 30 31 30" {
+		t.Errorf("Hex = %q", got)
+	}
+}
