@@ -42,7 +42,10 @@ func (e *BlockError) Is(target error) bool { return target == syscall.EIO }
 //   - a flush is an empty write at sector 0 of the mapped device, that is
 //     at offset -begin of the segment, which dm-dust moves to device
 //     sector offset-begin like any request: for a segment at the start of
-//     its table, the flush is judged by the block holding the offset.
+//     its table, the flush is judged by the block holding the offset, and
+//     a flush can clear that block or use up its count. (A kernel flush
+//     that carries data is judged at its data's sector instead; daxstack's
+//     flushes carry none.)
 //
 // A change to the list (a cleared block, a used-up count) is reported with
 // TargetInfo.StateChanged, the cleared block's sectors in the segment as
