@@ -1,5 +1,5 @@
 // Package all registers every target daxstack has (linear, striped,
-// error, zero) with the stack package. A program that drives tables, and
+// error, zero, dust, flakey, delay) with the stack package. A program that drives tables, and
 // every test that loads them, imports it for its side effect:
 //
 //	import _ "github.com/daxstack/daxstack/targets/all"
@@ -9,7 +9,10 @@
 package all
 
 import (
+	_ "github.com/daxstack/daxstack/targets/delay"
+	_ "github.com/daxstack/daxstack/targets/dust"
 	_ "github.com/daxstack/daxstack/targets/error"
+	_ "github.com/daxstack/daxstack/targets/flakey"
 	_ "github.com/daxstack/daxstack/targets/linear"
 	_ "github.com/daxstack/daxstack/targets/stripe"
 	_ "github.com/daxstack/daxstack/targets/zero"
