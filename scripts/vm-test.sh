@@ -93,7 +93,7 @@ export PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null || die "go is not on PATH"
 say "$("$QEMU" --version | head -1)"
 
-CACHE=${DAXSTACK_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/daxstack/vm}
+CACHE=${DAXSTACK_VM_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/daxstack/vm}
 DEBS=$CACHE/debs
 mkdir -p "$DEBS"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/daxstack-vm.XXXXXX")
@@ -350,6 +350,8 @@ if [ "$rc" != 0 ]; then
 			for (f in failed) if (!(f in seen)) printf "--- FAIL: %s\n", f
 		}' "$WORK/guest.log" | sed 's/^/  /'
 	grep -a '^FAIL: known bug' "$WORK/guest.log" | sed 's/^/  /' || true
+	say "last of the guest's kernel console:"
+	tail -n 20 "$WORK/console.log" | sed 's/^/  | /'
 	exit 1
 fi
 say "guest tests passed"
