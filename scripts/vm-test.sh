@@ -184,8 +184,9 @@ KERNEL=$X/boot/vmlinuz-$kver
 [ -f "$KERNEL" ] || die "no $KERNEL"
 
 # The nvdimm stack and what the test filesystem needs, with their
-# dependencies from modules.dep (busybox's depmod writes it: the package
-# leaves that to its postinst), each after what it needs.
+# dependencies from modules.dep, each after what it needs. The kernel
+# package leaves modules.dep to its postinst; the fetched busybox's depmod
+# writes it.
 "$BB" depmod -b "$X" "$kver"
 MODDIR=$X/lib/modules/$kver
 want="nfit libnvdimm nd_pmem nd_btt dax_pmem device_dax ext4 crc32c_generic"
