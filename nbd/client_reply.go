@@ -178,7 +178,10 @@ func (c *Client) chunk(h []byte, scratch []byte) ([]byte, error) {
 		}
 		cl.mu.Unlock()
 	case typ == replyTypeBlockStatus:
-		if cl.cmd != cmdBlockStatus || length < 12 || (length-4)%8 != 0 {
+		// The spec: at most 2^20 descriptors, and none of length 0, so
+		// never more descriptors than bytes asked about.
+		if cl.cmd != cmdBlockStatus || length < 12 || (length-4)%8 != 0 ||
+			(length-4)/8 > min(1<<20, max(cl.length, 1)) {
 			return bad("bad block status chunk")
 		}
 		if cap(scratch) < int(length) {
@@ -192,8 +195,8 @@ func (c *Client) chunk(h []byte, scratch []byte) ([]byte, error) {
 			return bad(err.Error())
 		}
 	case typ&replyTypeErrorBit != 0:
-		if length < 6 {
-			return bad("short error chunk")
+		if length < 6 || length > 6+maxString+8 {
+			return bad("error chunk of a bad length")
 		}
 		if cap(scratch) < int(length) {
 			scratch = make([]byte, length)

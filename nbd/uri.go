@@ -86,6 +86,9 @@ func ParseURI(s string) (*URI, error) {
 	if host == "" {
 		return bad("no host")
 	}
+	if strings.Contains(host, ":") && !strings.HasPrefix(pu.Host, "[") {
+		return bad("an IPv6 address must be in brackets")
+	}
 	if strings.HasSuffix(pu.Host, ":") {
 		return bad("empty port")
 	}
