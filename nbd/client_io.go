@@ -219,15 +219,15 @@ func (c *Client) WriteAt(ctx context.Context, p []byte, off int64, fua bool) (in
 // pieces runs a read or write of p at off in requests of at most the
 // maximum payload, all in flight at once.
 func (c *Client) pieces(ctx context.Context, cmd, flags uint16, p []byte, off int64) (int, error) {
-	max := int(c.info.BlockSizes.MaxPayload)
-	max -= max % int(c.info.BlockSizes.Minimum)
-	if len(p) <= max {
+	step := int(c.info.BlockSizes.MaxPayload)
+	step -= step % int(c.info.BlockSizes.Minimum)
+	if len(p) <= step {
 		return c.one(ctx, cmd, flags, p, off)
 	}
 	var calls []*call
 	var startErr error
-	for i := 0; i < len(p); i += max {
-		q := p[i:min(i+max, len(p))]
+	for i := 0; i < len(p); i += step {
+		q := p[i:min(i+step, len(p))]
 		cl := c.newCall(cmd, flags, uint64(off)+uint64(i), uint32(len(q)), nil)
 		var payload []byte
 		if cmd == cmdRead {
@@ -243,7 +243,7 @@ func (c *Client) pieces(ctx context.Context, cmd, flags uint16, p []byte, off in
 	}
 	n, failed := 0, false
 	var first error
-	for i, cl := range calls {
+	for _, cl := range calls {
 		err := cl.wait(ctx)
 		if err == nil {
 			err = cl.result()
@@ -258,7 +258,6 @@ func (c *Client) pieces(ctx context.Context, cmd, flags uint16, p []byte, off in
 				n += int(cl.length)
 			}
 		}
-		_ = i
 		cl.release()
 	}
 	if !failed && startErr != nil {
