@@ -141,4 +141,3 @@ func fioIOPS(b *testing.B, uri string) float64 {
 	}
 	return res.Jobs[0].Read.IOPS
 }
-
