@@ -1,6 +1,7 @@
 package nbd_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -30,7 +31,9 @@ import (
 // sets the file's size in MiB (default 1024); the file is written with
 // random bytes first, so it is all data and in the page cache.
 
-func benchFile(b *testing.B) string {
+func benchFile(b *testing.B) string { return benchFileT(b) }
+
+func benchFileT(b testing.TB) string {
 	size := int64(1024)
 	if s, err := strconv.ParseInt(os.Getenv("NBD_BENCH_SIZE"), 10, 64); err == nil && s > 0 {
 		size = s
@@ -47,9 +50,7 @@ func benchFile(b *testing.B) string {
 	return path
 }
 
-// benchServers starts both servers on path and returns their URIs.
-func benchServers(b *testing.B, path string) (ours, kit string) {
-	testenv.NeedCommand(b, "nbdkit")
+func benchServerOurs(b testing.TB, path string) string {
 	f, err := nbdtest.OpenFile(path, false)
 	if err != nil {
 		b.Fatal(err)
@@ -57,8 +58,13 @@ func benchServers(b *testing.B, path string) (ours, kit string) {
 	b.Cleanup(func() { f.Close() })
 	dir := &nbdtest.Dir{}
 	dir.Add("bench", f, nbdtest.Options{})
-	sock := serve(b, &nbd.Server{Exports: dir})
+	return unixURI(serve(b, &nbd.Server{Exports: dir}), "bench")
+}
 
+// benchServers starts both servers on path and returns their URIs.
+func benchServers(b *testing.B, path string) (ours, kit string) {
+	testenv.NeedCommand(b, "nbdkit")
+	ours = benchServerOurs(b, path)
 	ksock := filepath.Join(b.TempDir(), "nbdkit.sock")
 	cmd := exec.Command("nbdkit", "-f", "--exit-with-parent", "-U", ksock, "file", path)
 	if err := cmd.Start(); err != nil {
@@ -74,7 +80,7 @@ func benchServers(b *testing.B, path string) (ours, kit string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return unixURI(sock, "bench"), unixURI(ksock, "")
+	return ours, unixURI(ksock, "")
 }
 
 func timed(b *testing.B, name string, args ...string) time.Duration {
@@ -135,6 +141,10 @@ func fioIOPS(b *testing.B, uri string) float64 {
 				IOPS float64 `json:"iops"`
 			} `json:"read"`
 		} `json:"jobs"`
+	}
+	// fio may print notes before its JSON.
+	if i := bytes.IndexByte(out, '{'); i > 0 {
+		out = out[i:]
 	}
 	if err := json.Unmarshal(out, &res); err != nil || len(res.Jobs) != 1 {
 		b.Fatalf("fio output: %v\n%s", err, out)

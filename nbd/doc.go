@@ -51,8 +51,9 @@
 //
 // A server connection reads requests in one goroutine, serves them on
 // worker goroutines (at most MaxInFlight at once, their payloads bounded
-// by MaxInFlightBytes) and sends replies from one writer goroutine, which
-// gathers the replies that are ready into one writev. Payload buffers
+// by MaxInFlightBytes); a worker sends its reply itself, together with
+// every other reply ready by then, in one writev (if another goroutine is
+// sending, that one takes it along). Payload buffers
 // come from pools. Every length a peer sends is bounded before anything is
 // allocated for it: option data (64 KiB), the number of options, read and
 // write payloads (the advertised maximum), refused writes (skipped up to

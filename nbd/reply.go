@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// The server's replies: how each outcome is put on the wire, and the one
-// writer per connection that sends them, many at a time in one writev.
+// The server's replies: how each outcome is put on the wire, and how they
+// are sent, many at a time in one writev.
 //
 // The rule that matters most: a reply never says success for data that
 // is not known good. A read is served into a buffer first; only its good
@@ -18,73 +18,58 @@ import (
 // NBD_REPLY_TYPE_OFFSET_DATA chunk, then NBD_REPLY_TYPE_ERROR_OFFSET at
 // the failing byte, flagged NBD_REPLY_FLAG_DONE).
 
-// replyQueue holds served requests until the writer sends them.
+// replyQueue holds served requests until they are sent. There is no
+// writer goroutine: the goroutine that queues a reply sends it, with
+// every other reply queued meanwhile, if no other goroutine is sending;
+// otherwise the one sending takes it along (a combining lock). So a reply
+// costs no hand-off to another goroutine, and replies that are ready
+// together go in one writev.
 type replyQueue struct {
-	mu     sync.Mutex
-	q      []*request
-	wake   chan struct{}
-	closed bool
+	mu sync.Mutex
+	q  []*request
+
+	send  sync.Mutex // held while sending
+	batch []*request // the sender's
+	vec   net.Buffers
 }
 
-func (q *replyQueue) init() { q.wake = make(chan struct{}, 1) }
-
-func (q *replyQueue) push(r *request) {
+// queue queues r's reply and sends what is queued unless another
+// goroutine is sending (it will send r too: it looks at the queue again
+// after it lets go of the send lock).
+func (sc *serverConn) queue(r *request) {
+	q := &sc.out
 	q.mu.Lock()
 	q.q = append(q.q, r)
 	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	for q.send.TryLock() {
+		sc.sendQueued()
+		q.send.Unlock()
+		q.mu.Lock()
+		empty := len(q.q) == 0
+		q.mu.Unlock()
+		if empty {
+			return
+		}
 	}
 }
 
-func (q *replyQueue) close() {
-	q.mu.Lock()
-	q.closed = true
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
-
-// take waits for replies and moves them into batch; false when the
-// queue is closed and empty.
-func (q *replyQueue) take(batch []*request) ([]*request, bool) {
+// sendQueued sends replies until the queue is empty; it holds the send
+// lock. After a failed write it sends nothing more, closes the connection
+// (which ends the reader) and only releases what is queued.
+func (sc *serverConn) sendQueued() {
+	q := &sc.out
 	for {
 		q.mu.Lock()
-		if len(q.q) > 0 {
-			batch = append(batch, q.q...)
-			clear(q.q)
-			q.q = q.q[:0]
-			q.mu.Unlock()
-			return batch, true
-		}
-		closed := q.closed
+		q.batch = append(q.batch[:0], q.q...)
+		clear(q.q)
+		q.q = q.q[:0]
 		q.mu.Unlock()
-		if closed {
-			return batch, false
-		}
-		<-q.wake
-	}
-}
-
-// writer sends replies until the queue closes. After a failed write it
-// stops sending, closes the connection (which ends the reader) and only
-// releases what is queued.
-func (sc *serverConn) writer(done chan<- struct{}) {
-	defer close(done)
-	var batch []*request
-	var vec net.Buffers
-	var ok bool
-	for {
-		batch, ok = sc.out.take(batch[:0])
-		if !ok {
+		if len(q.batch) == 0 {
 			return
 		}
 		if !sc.dead.Load() {
-			vec = vec[:0]
-			for _, r := range batch {
+			vec := q.vec[:0]
+			for _, r := range q.batch {
 				vec = sc.appendReply(vec, r)
 			}
 			sc.conn.SetWriteDeadline(time.Now().Add(sc.srv.writeTimeout()))
@@ -96,10 +81,11 @@ func (sc *serverConn) writer(done chan<- struct{}) {
 				sc.raw.Close()
 			}
 			clear(vec)
+			q.vec = vec[:0]
 		}
-		for i, r := range batch {
+		for i, r := range q.batch {
 			sc.finish(r)
-			batch[i] = nil
+			q.batch[i] = nil
 		}
 	}
 }

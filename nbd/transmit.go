@@ -64,16 +64,11 @@ const maxSkip = 2 * DefaultMaxPayload
 func (sc *serverConn) transmit() error {
 	sc.budget.init(sc.srv.maxInFlight(), sc.srv.maxInFlightBytes())
 	sc.work = make(chan *request)
-	sc.out.init()
-	writerDone := make(chan struct{})
-	go sc.writer(writerDone)
 
 	err := sc.readRequests()
 
 	sc.inflight.Wait()
 	close(sc.work)
-	sc.out.close()
-	<-writerDone
 	if sc.dead.Load() && err == nil {
 		err = errors.New("nbd: connection lost while sending replies")
 	}
@@ -129,7 +124,7 @@ func (sc *serverConn) readRequests() error {
 		sc.inflight.Add(1)
 		if errno != 0 {
 			r.errno = errno
-			sc.out.push(r)
+			sc.queue(r)
 			continue
 		}
 		if r.cmd == cmdWrite {
@@ -162,7 +157,7 @@ func (sc *serverConn) dispatch(r *request) {
 func (sc *serverConn) worker() {
 	for r := range sc.work {
 		sc.serveRequest(r)
-		sc.out.push(r)
+		sc.queue(r)
 	}
 }
 
