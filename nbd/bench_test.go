@@ -5,11 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,7 +65,7 @@ func benchServerOurs(b testing.TB, path string) string {
 }
 
 // benchServers starts both servers on path and returns their URIs.
-func benchServers(b *testing.B, path string) (ours, kit string) {
+func benchServers(b *testing.B, path string) (ours, kit string, kitPID int) {
 	testenv.NeedCommand(b, "nbdkit")
 	ours = benchServerOurs(b, path)
 	ksock := filepath.Join(b.TempDir(), "nbdkit.sock")
@@ -80,7 +83,7 @@ func benchServers(b *testing.B, path string) (ours, kit string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return ours, unixURI(ksock, "")
+	return ours, unixURI(ksock, ""), cmd.Process.Pid
 }
 
 func timed(b *testing.B, name string, args ...string) time.Duration {
@@ -98,28 +101,46 @@ func BenchmarkNbdkitFile(b *testing.B) {
 	testenv.NeedCommand(b, "fio")
 	path := benchFile(b)
 	fi, _ := os.Stat(path)
-	ours, kit := benchServers(b, path)
+	ours, kit, kitPID := benchServers(b, path)
+	// CPU time spent by each server: this process (the harness itself
+	// is idle while a client runs) and nbdkit's. Less noisy than wall
+	// time on a shared machine.
+	cpu := map[string]func() time.Duration{"ours": selfCPU, "nbdkit": func() time.Duration { return procCPU(b, kitPID) }}
 
 	b.Run("seqread", func(b *testing.B) {
 		best := map[string]float64{}
+		used := map[string]time.Duration{}
 		for range b.N {
 			for _, s := range []struct{ name, uri string }{{"ours", ours}, {"nbdkit", kit}} {
+				c0 := cpu[s.name]()
 				d := timed(b, "nbdcopy", s.uri, "null:")
+				used[s.name] += cpu[s.name]() - c0
 				best[s.name] = max(best[s.name], float64(fi.Size())/d.Seconds()/1e6)
 			}
 		}
+		gib := float64(fi.Size()) / (1 << 30) * float64(b.N)
 		b.ReportMetric(best["ours"], "MB/s-ours")
 		b.ReportMetric(best["nbdkit"], "MB/s-nbdkit")
 		b.ReportMetric(best["ours"]/best["nbdkit"], "ratio")
+		b.ReportMetric(float64(used["ours"].Milliseconds())/gib, "cpu-ms/GiB-ours")
+		b.ReportMetric(float64(used["nbdkit"].Milliseconds())/gib, "cpu-ms/GiB-nbdkit")
 	})
 
 	b.Run("randread4k", func(b *testing.B) {
 		best := map[string]float64{}
+		used := map[string]time.Duration{}
+		ops := map[string]float64{}
 		for range b.N {
 			for _, s := range []struct{ name, uri string }{{"ours", ours}, {"nbdkit", kit}} {
-				best[s.name] = max(best[s.name], fioIOPS(b, s.uri))
+				c0 := cpu[s.name]()
+				iops := fioIOPS(b, s.uri)
+				used[s.name] += cpu[s.name]() - c0
+				ops[s.name] += iops * 6 // 1 s of ramp and 5 s measured
+				best[s.name] = max(best[s.name], iops)
 			}
 		}
+		b.ReportMetric(float64(used["ours"].Nanoseconds())/1e3/ops["ours"], "cpu-us/op-ours")
+		b.ReportMetric(float64(used["nbdkit"].Nanoseconds())/1e3/ops["nbdkit"], "cpu-us/op-nbdkit")
 		b.ReportMetric(best["ours"], "IOPS-ours")
 		b.ReportMetric(best["nbdkit"], "IOPS-nbdkit")
 		b.ReportMetric(best["ours"]/best["nbdkit"], "ratio")
@@ -150,4 +171,24 @@ func fioIOPS(b *testing.B, uri string) float64 {
 		b.Fatalf("fio output: %v\n%s", err, out)
 	}
 	return res.Jobs[0].Read.IOPS
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is the user and system time of process pid, from /proc.
+func procCPU(b *testing.B, pid int) time.Duration {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command (which is in parentheses): utime and stime
+	// are the 12th and 13th.
+	f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	stt, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+stt) * time.Second / 100 // USER_HZ
 }

@@ -173,3 +173,54 @@ func TestClientBlockStatus(t *testing.T) {
 		t.Errorf("REQ_ONE\n got %v\nwant %v", one, wantOne)
 	}
 }
+
+// gatedDevice is a Mem whose reads wait until the gate is closed.
+type gatedDevice struct {
+	*nbdtest.Mem
+	gate chan struct{}
+}
+
+func (g gatedDevice) Handle(gone <-chan struct{}) nbd.Backend {
+	return gatedHandle{Backend: g.Mem.Handle(gone), gate: g.gate}
+}
+
+type gatedHandle struct {
+	nbd.Backend
+	gate chan struct{}
+}
+
+func (h gatedHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	<-h.gate
+	return h.Backend.ReadAt(ctx, p, off)
+}
+
+// TestClientAbandon: a request whose context ends returns at once, and
+// its reply, when it comes, is not written into the caller's buffer; the
+// connection goes on.
+func TestClientAbandon(t *testing.T) {
+	m := nbdtest.NewMem(1 << 20)
+	gate := make(chan struct{})
+	dir := &nbdtest.Dir{}
+	dir.Add("slow", gatedDevice{m, gate}, nbdtest.Options{})
+	sock := serve(t, &nbd.Server{Exports: dir})
+	c := dial(t, unixURI(sock, "slow"), nbd.Options{})
+	if _, err := c.WriteAt(context.Background(), bytes.Repeat([]byte{7}, 4096), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, 4096)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.ReadAt(ctx, p, 0); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("abandoned read: %v", err)
+	}
+	close(gate)
+	// The next read on the connection gets its own data; the abandoned
+	// one's never lands in p.
+	q := make([]byte, 4096)
+	if _, err := c.ReadAt(context.Background(), q, 0); err != nil || q[0] != 7 {
+		t.Fatalf("read after: %v, %d", err, q[0])
+	}
+	if !bytes.Equal(p, make([]byte, 4096)) {
+		t.Error("the abandoned read wrote into its buffer after it returned")
+	}
+}
