@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -75,6 +76,8 @@ type Client struct {
 	err   error // why it died, set before done is closed
 	once  sync.Once
 	rdone chan struct{} // the reader has returned
+
+	shutdownOnce sync.Once
 }
 
 // Dial connects to the export an NBD URI names and runs the handshake;
@@ -134,6 +137,12 @@ func NewClient(ctx context.Context, conn net.Conn, useTLS bool, opt Options) (*C
 		}
 	}
 	if err != nil {
+		var oe *optionError
+		if errors.As(err, &oe) {
+			// The server answered; the stream is in step. The spec
+			// wants a soft disconnect: NBD_OPT_ABORT.
+			c.abort()
+		}
 		c.conn.Close()
 		conn.Close()
 		return nil, err
@@ -145,6 +154,14 @@ func NewClient(ctx context.Context, conn net.Conn, useTLS bool, opt Options) (*C
 	c.rdone = make(chan struct{})
 	go c.reader()
 	return c, nil
+}
+
+// abort sends NBD_OPT_ABORT and waits a moment for its reply.
+func (c *Client) abort() {
+	c.raw.SetDeadline(time.Now().Add(time.Second))
+	if c.sendOption(optAbort, nil) == nil {
+		c.readReply(optAbort)
+	}
 }
 
 // Info returns what the handshake told of the export.

@@ -170,7 +170,9 @@ func (cl *call) result() error {
 		return nil
 	}
 	e := cl.errno
-	if e == 0 {
+	switch e {
+	case EPERM, EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW, ENOTSUP, ESHUTDOWN:
+	default:
 		e = EINVAL // the spec: treat an unexpected error value as EINVAL
 	}
 	return &Error{Op: opNames[cl.cmd], Errno: e, Message: cl.msg, Offset: int64(cl.errOff), HasOffset: cl.hasOff}

@@ -71,7 +71,13 @@ func (c *Client) complete(cookie uint64, cl *call) {
 	c.mu.Lock()
 	delete(c.pending, cookie)
 	c.mu.Unlock()
+	shutdown := cl.failed && cl.errno == ESHUTDOWN
 	cl.finish(nil)
+	if shutdown {
+		// The spec: a client told NBD_ESHUTDOWN MUST disconnect (softly:
+		// what is in flight completes first).
+		c.shutdownOnce.Do(func() { go c.Close() })
+	}
 }
 
 func (c *Client) simpleReply(h []byte) error {

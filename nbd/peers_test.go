@@ -259,10 +259,17 @@ func TestClientOwnServerExportGone(t *testing.T) {
 		t.Errorf("%d handles open, want 2", dir.Handles("mem"))
 	}
 	dir.Remove("mem")
-	for i := range 2 {
-		if _, err := c.ReadAt(ctx, p, 0); !errors.Is(err, nbd.ESHUTDOWN) {
-			t.Errorf("read %d after removal: %v, want ESHUTDOWN", i, err)
-		}
+	if _, err := c.ReadAt(ctx, p, 0); !errors.Is(err, nbd.ESHUTDOWN) {
+		t.Errorf("read after removal: %v, want ESHUTDOWN", err)
+	}
+	// The spec: told NBD_ESHUTDOWN, the client disconnects.
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Error("the client stayed connected after NBD_ESHUTDOWN")
+	}
+	if _, err := c.ReadAt(ctx, p, 0); !errors.Is(err, nbd.ErrClosed) {
+		t.Errorf("read after the disconnect: %v, want ErrClosed", err)
 	}
 	ctx2, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
