@@ -41,7 +41,7 @@ type Server struct {
 	MaxConnections int
 	// MaxInFlight bounds the requests of one connection being served at
 	// once (default 64); MaxInFlightBytes bounds their payloads (default
-	// 64 MiB; one request of any allowed size may always run). The
+	// 32 MiB; one request of any allowed size may always run). The
 	// connection stops reading requests while at a bound.
 	MaxInFlight      int
 	MaxInFlightBytes int
@@ -66,7 +66,7 @@ type Server struct {
 func (s *Server) maxConnections() int { return orDefault(s.MaxConnections, 256) }
 func (s *Server) maxInFlight() int    { return orDefault(s.MaxInFlight, 64) }
 func (s *Server) maxInFlightBytes() int {
-	return orDefault(s.MaxInFlightBytes, 64<<20)
+	return orDefault(s.MaxInFlightBytes, 32<<20)
 }
 func (s *Server) handshakeTimeout() time.Duration {
 	return orDefault(s.HandshakeTimeout, 10*time.Second)

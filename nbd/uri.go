@@ -110,7 +110,8 @@ func (u *URI) String() string {
 	}
 	path := (&url.URL{Path: "/" + u.Export}).EscapedPath()
 	if u.Network == "unix" {
-		return scheme + "+unix://" + path + "?socket=" + url.QueryEscape(u.Address)
+		// Slashes need no escaping in a query; paths read better without.
+		return scheme + "+unix://" + path + "?socket=" + strings.ReplaceAll(url.QueryEscape(u.Address), "%2F", "/")
 	}
 	return scheme + "://" + u.Address + path
 }
