@@ -75,14 +75,14 @@ type oneExport struct {
 }
 
 func (o oneExport) Open(_ context.Context, _ *Peer, name string) (*Export, error) {
-	if name != "x" {
+	if name != "x" && name != "y" {
 		return nil, ErrUnknownExport
 	}
 	m := newMem(o.size)
 	if o.bad != 0 {
 		m.badAt = o.bad
 	}
-	return &Export{Name: "x", Description: "test", Size: int64(o.size), ReadOnly: o.ro, Features: o.feat,
+	return &Export{Name: name, Description: "test", Size: int64(o.size), ReadOnly: o.ro, Features: o.feat,
 		BlockSizes: o.bs, MetaContexts: []string{"test:odd"}, Backend: m}, nil
 }
 

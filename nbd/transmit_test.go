@@ -242,3 +242,50 @@ func TestReadErrorReplies(t *testing.T) {
 		})
 	}
 }
+
+// TestMetaForAnotherExport: contexts selected for one export name are not
+// usable after NBD_OPT_GO of another (the spec), nor after STARTTLS.
+func TestMetaForAnotherExport(t *testing.T) {
+	s := startSession(t, testServer(oneExport{}))
+	s.greet(flagCFixedNewstyle | flagCNoZeroes)
+	s.option(optStructuredReply, nil)
+	s.reply(optStructuredReply)
+	s.option(optSetMetaContext, metaData("y", BaseAllocation))
+	if rep, _ := s.reply(optSetMetaContext); rep != repMetaContext {
+		t.Fatalf("SET_META_CONTEXT: %x", rep)
+	}
+	s.reply(optSetMetaContext)
+	s.option(optGo, infoData("x"))
+	for {
+		if rep, _ := s.reply(optGo); rep == repAck {
+			break
+		}
+	}
+	s.write(requestBytes(0, cmdBlockStatus, 1, 0, 4096))
+	if e := errnoOfReply(s.replies(1, 0)); e != EINVAL {
+		t.Errorf("block status with contexts of another export: errno %d, want EINVAL", e)
+	}
+}
+
+func TestBlockStatusReply(t *testing.T) {
+	s := startSession(t, testServer(oneExport{}))
+	s.enter(true, "test:odd", BaseAllocation)
+	s.write(requestBytes(0, cmdBlockStatus, 5, 1000, 4000))
+	got := s.replies(5, 0)
+	if len(got) != 2 || got[0].typ != replyTypeBlockStatus || got[1].typ != replyTypeBlockStatus ||
+		got[0].flags != 0 || got[1].flags != replyFlagDone {
+		t.Fatalf("replies %v", got)
+	}
+	ids := map[uint32]string{}
+	for _, c := range got {
+		ids[binary.BigEndian.Uint32(c.payload)] = fmt.Sprint(descriptors(c.payload[4:]))
+	}
+	// IDs in the order of the export's contexts: base:allocation 1, test:odd 2.
+	want := map[uint32]string{
+		1: "[[4000 0]]",
+		2: "[[24 0] [1024 1] [1024 0] [1024 1] [904 0]]",
+	}
+	if fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Errorf("block status %v, want %v", ids, want)
+	}
+}
