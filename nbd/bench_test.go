@@ -29,8 +29,13 @@ import (
 // seqread: nbdcopy of the whole export to null: (its defaults: 4
 // connections when the server allows multi-conn, 64 requests of 256 KiB in
 // flight). randread4k: fio's nbd engine, 4 KiB random reads, QD16, one
-// job. Each iteration measures both servers, alternating; the metrics are
-// the best of the iterations for each, and ours/nbdkit. NBD_BENCH_SIZE
+// job. Each iteration measures the servers in turn; the metrics are the
+// best of the iterations for each, ours/nbdkit (ratio), and the CPU time
+// each server used. "ours" is the export with its defaults, "ours1" the
+// same with Export.MaxParallel 1 (one request of a connection at a time
+// on the backend: nbdcopy's four connections still read in parallel),
+// "mmap" an nbdtest.Mapped device of the same file with MaxParallel 1
+// (copies from a shared mapping, as daxstack's engine reads a file leaf). NBD_BENCH_SIZE
 // sets the file's size in MiB (default 1024); the file is written with
 // random bytes first, so it is all data and in the page cache.
 
@@ -53,21 +58,34 @@ func benchFileT(b testing.TB) string {
 	return path
 }
 
-func benchServerOurs(b testing.TB, path string) string {
+func benchServerOurs(b testing.TB, path string, parallel int) string {
 	f, err := nbdtest.OpenFile(path, false)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { f.Close() })
 	dir := &nbdtest.Dir{}
-	dir.Add("bench", f, nbdtest.Options{})
+	dir.Add("bench", f, nbdtest.Options{MaxParallel: parallel})
 	return unixURI(serve(b, &nbd.Server{Exports: dir}), "bench")
 }
 
 // benchServers starts both servers on path and returns their URIs.
-func benchServers(b *testing.B, path string) (ours, kit string, kitPID int) {
+func benchServerMapped(b testing.TB, path string) string {
+	m, err := nbdtest.MapFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	dir := &nbdtest.Dir{}
+	dir.Add("bench", m, nbdtest.Options{MaxParallel: 1})
+	return unixURI(serve(b, &nbd.Server{Exports: dir}), "bench")
+}
+
+func benchServers(b *testing.B, path string) (ours, ours1, mapped, kit string, kitPID int) {
 	testenv.NeedCommand(b, "nbdkit")
-	ours = benchServerOurs(b, path)
+	ours = benchServerOurs(b, path, 0)
+	ours1 = benchServerOurs(b, path, 1)
+	mapped = benchServerMapped(b, path)
 	ksock := filepath.Join(b.TempDir(), "nbdkit.sock")
 	cmd := exec.Command("nbdkit", "-f", "--exit-with-parent", "-U", ksock, "file", path)
 	if err := cmd.Start(); err != nil {
@@ -83,7 +101,7 @@ func benchServers(b *testing.B, path string) (ours, kit string, kitPID int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return ours, unixURI(ksock, ""), cmd.Process.Pid
+	return ours, ours1, mapped, unixURI(ksock, ""), cmd.Process.Pid
 }
 
 func timed(b *testing.B, name string, args ...string) time.Duration {
@@ -101,17 +119,19 @@ func BenchmarkNbdkitFile(b *testing.B) {
 	testenv.NeedCommand(b, "fio")
 	path := benchFile(b)
 	fi, _ := os.Stat(path)
-	ours, kit, kitPID := benchServers(b, path)
+	ours, ours1, mapped, kit, kitPID := benchServers(b, path)
 	// CPU time spent by each server: this process (the harness itself
 	// is idle while a client runs) and nbdkit's. Less noisy than wall
 	// time on a shared machine.
-	cpu := map[string]func() time.Duration{"ours": selfCPU, "nbdkit": func() time.Duration { return procCPU(b, kitPID) }}
+	cpu := map[string]func() time.Duration{"ours": selfCPU, "ours1": selfCPU, "mmap": selfCPU,
+		"nbdkit": func() time.Duration { return procCPU(b, kitPID) }}
+	servers := []struct{ name, uri string }{{"ours", ours}, {"ours1", ours1}, {"mmap", mapped}, {"nbdkit", kit}}
 
 	b.Run("seqread", func(b *testing.B) {
 		best := map[string]float64{}
 		used := map[string]time.Duration{}
 		for range b.N {
-			for _, s := range []struct{ name, uri string }{{"ours", ours}, {"nbdkit", kit}} {
+			for _, s := range servers {
 				c0 := cpu[s.name]()
 				d := timed(b, "nbdcopy", s.uri, "null:")
 				used[s.name] += cpu[s.name]() - c0
@@ -124,6 +144,12 @@ func BenchmarkNbdkitFile(b *testing.B) {
 		b.ReportMetric(best["ours"]/best["nbdkit"], "ratio")
 		b.ReportMetric(float64(used["ours"].Milliseconds())/gib, "cpu-ms/GiB-ours")
 		b.ReportMetric(float64(used["nbdkit"].Milliseconds())/gib, "cpu-ms/GiB-nbdkit")
+		b.ReportMetric(best["ours1"], "MB/s-ours1")
+		b.ReportMetric(best["ours1"]/best["nbdkit"], "ratio1")
+		b.ReportMetric(float64(used["ours1"].Milliseconds())/gib, "cpu-ms/GiB-ours1")
+		b.ReportMetric(best["mmap"], "MB/s-mmap")
+		b.ReportMetric(best["mmap"]/best["nbdkit"], "ratio-mmap")
+		b.ReportMetric(float64(used["mmap"].Milliseconds())/gib, "cpu-ms/GiB-mmap")
 	})
 
 	b.Run("randread4k", func(b *testing.B) {
@@ -131,7 +157,7 @@ func BenchmarkNbdkitFile(b *testing.B) {
 		used := map[string]time.Duration{}
 		ops := map[string]float64{}
 		for range b.N {
-			for _, s := range []struct{ name, uri string }{{"ours", ours}, {"nbdkit", kit}} {
+			for _, s := range servers {
 				c0 := cpu[s.name]()
 				iops := fioIOPS(b, s.uri)
 				used[s.name] += cpu[s.name]() - c0
@@ -141,6 +167,12 @@ func BenchmarkNbdkitFile(b *testing.B) {
 		}
 		b.ReportMetric(float64(used["ours"].Nanoseconds())/1e3/ops["ours"], "cpu-us/op-ours")
 		b.ReportMetric(float64(used["nbdkit"].Nanoseconds())/1e3/ops["nbdkit"], "cpu-us/op-nbdkit")
+		b.ReportMetric(best["ours1"], "IOPS-ours1")
+		b.ReportMetric(best["ours1"]/best["nbdkit"], "ratio1")
+		b.ReportMetric(float64(used["ours1"].Nanoseconds())/1e3/ops["ours1"], "cpu-us/op-ours1")
+		b.ReportMetric(best["mmap"], "IOPS-mmap")
+		b.ReportMetric(best["mmap"]/best["nbdkit"], "ratio-mmap")
+		b.ReportMetric(float64(used["mmap"].Nanoseconds())/1e3/ops["mmap"], "cpu-us/op-mmap")
 		b.ReportMetric(best["ours"], "IOPS-ours")
 		b.ReportMetric(best["nbdkit"], "IOPS-nbdkit")
 		b.ReportMetric(best["ours"]/best["nbdkit"], "ratio")

@@ -41,12 +41,13 @@ type serverConn struct {
 	flags      Flags
 
 	// Transmission.
-	out      replyQueue
-	budget   budget
-	workers  int
-	work     chan *request
-	inflight sync.WaitGroup
-	dead     atomic.Bool // the writer failed: stop reading
+	out        replyQueue
+	budget     budget
+	workers    int // started
+	maxWorkers int
+	work       chan *request
+	inflight   sync.WaitGroup
+	dead       atomic.Bool // the writer failed: stop reading
 }
 
 // metaContext is a selected meta context and the ID told to the client.

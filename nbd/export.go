@@ -106,7 +106,15 @@ type Export struct {
 	Features     Features
 	BlockSizes   BlockSizes
 	MetaContexts []string // meta contexts besides base:allocation, full names ("daxstack:badblocks")
-	Backend      Backend
+	// MaxParallel bounds the requests of one connection the backend is
+	// asked to serve at once (0: as many as the server lets be in
+	// flight). Requests beyond it stay queued (still in flight for the
+	// client). A backend whose requests each keep a thread busy (pread
+	// of a file, a memcpy) gains nothing from more than a few and pays
+	// for them in thread switches; one that waits on a network wants
+	// many.
+	MaxParallel int
+	Backend     Backend
 }
 
 // ExportInfo is an export as NBD_OPT_LIST shows it.

@@ -63,6 +63,10 @@ const maxSkip = 2 * DefaultMaxPayload
 // connection fails or a shutdown ends it.
 func (sc *serverConn) transmit() error {
 	sc.budget.init(sc.srv.maxInFlight(), sc.srv.maxInFlightBytes())
+	sc.maxWorkers = sc.srv.maxInFlight()
+	if p := sc.exp.MaxParallel; p > 0 && p < sc.maxWorkers {
+		sc.maxWorkers = p
+	}
 	sc.work = make(chan *request)
 
 	err := sc.readRequests()
@@ -140,14 +144,15 @@ func (sc *serverConn) readRequests() error {
 }
 
 // dispatch hands r to an idle worker, starting one if none is idle and
-// the connection has fewer than MaxInFlight.
+// the connection has fewer than its limit (Export.MaxParallel, at most
+// MaxInFlight); otherwise it waits for one.
 func (sc *serverConn) dispatch(r *request) {
 	select {
 	case sc.work <- r:
 		return
 	default:
 	}
-	if sc.workers < sc.srv.maxInFlight() {
+	if sc.workers < sc.maxWorkers {
 		sc.workers++
 		go sc.worker()
 	}

@@ -16,6 +16,8 @@ type Options struct {
 	Features     *nbd.Features // nil: the device's own
 	BlockSizes   nbd.BlockSizes
 	MetaContexts []string // nil: BadContext
+	// MaxParallel is passed on as the export's MaxParallel.
+	MaxParallel int
 	// Deny, if set, refuses peers (nbd.ErrDenied) for which it is true.
 	Deny func(*nbd.Peer) bool
 }
@@ -101,6 +103,7 @@ func (d *Dir) Open(_ context.Context, p *nbd.Peer, name string) (*nbd.Export, er
 		Features:     feat,
 		BlockSizes:   e.opt.BlockSizes,
 		MetaContexts: meta,
+		MaxParallel:  e.opt.MaxParallel,
 		Backend:      &counted{Backend: e.dev.Handle(e.gone), e: e},
 	}, nil
 }
