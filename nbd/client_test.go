@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -222,5 +223,53 @@ func TestClientAbandon(t *testing.T) {
 	}
 	if !bytes.Equal(p, make([]byte, 4096)) {
 		t.Error("the abandoned read wrote into its buffer after it returned")
+	}
+}
+
+// countingDevice records the most reads its handles served at once.
+type countingDevice struct {
+	*nbdtest.Mem
+	now, most *atomic.Int64
+}
+
+func (d countingDevice) Handle(gone <-chan struct{}) nbd.Backend {
+	return countingHandle{Backend: d.Mem.Handle(gone), d: d}
+}
+
+type countingHandle struct {
+	nbd.Backend
+	d countingDevice
+}
+
+func (h countingHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	n := h.d.now.Add(1)
+	for m := h.d.most.Load(); n > m && !h.d.most.CompareAndSwap(m, n); m = h.d.most.Load() {
+	}
+	time.Sleep(time.Millisecond)
+	defer h.d.now.Add(-1)
+	return h.Backend.ReadAt(ctx, p, off)
+}
+
+func TestMaxParallel(t *testing.T) {
+	for _, tc := range []struct{ parallel int64 }{{1}, {0}} {
+		dev := countingDevice{nbdtest.NewMem(1 << 20), new(atomic.Int64), new(atomic.Int64)}
+		dir := &nbdtest.Dir{}
+		dir.Add("x", dev, nbdtest.Options{MaxParallel: int(tc.parallel)})
+		c := dial(t, unixURI(serve(t, &nbd.Server{Exports: dir}), "x"), nbd.Options{})
+		var wg sync.WaitGroup
+		for i := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p := make([]byte, 4096)
+				if _, err := c.ReadAt(context.Background(), p, int64(i)*4096); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if got := dev.most.Load(); (tc.parallel == 1 && got != 1) || (tc.parallel == 0 && got < 2) {
+			t.Errorf("MaxParallel %d: %d reads at once on the backend", tc.parallel, got)
+		}
 	}
 }
