@@ -224,3 +224,25 @@ func procCPU(b *testing.B, pid int) time.Duration {
 	stt, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+stt) * time.Second / 100 // USER_HZ
 }
+
+// BenchmarkRead4k is the read path of client and server in this process
+// (one connection, 16 readers): its allocs/op say whether the hot path
+// allocates.
+func BenchmarkRead4k(b *testing.B) {
+	srv, _, _ := memServer(b, 64<<20, nbdtest.Options{})
+	c := dial(b, unixURI(serve(b, srv), "mem"), nbd.Options{})
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		p := make([]byte, 4096)
+		var off int64
+		for pb.Next() {
+			if _, err := c.ReadAt(context.Background(), p, off); err != nil {
+				b.Error(err)
+				return
+			}
+			off = (off + 1<<20 + 4096) % (64 << 20)
+		}
+	})
+}

@@ -78,6 +78,7 @@ type Client struct {
 	rdone chan struct{} // the reader has returned
 
 	shutdownOnce sync.Once
+	rscratch     [36]byte // the reader's: chunk fields, reply header
 }
 
 // Dial connects to the export an NBD URI names and runs the handshake;

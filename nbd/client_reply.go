@@ -28,7 +28,7 @@ func (c *Client) reader() {
 }
 
 func (c *Client) readReplies() error {
-	var h [structuredReplyHeaderLen]byte
+	h := c.rscratch[16:36]
 	var scratch []byte
 	for {
 		if _, err := io.ReadFull(c.br, h[:4]); err != nil {
@@ -145,11 +145,11 @@ func (c *Client) chunk(h []byte, scratch []byte) ([]byte, error) {
 		if cl.cmd != cmdRead || length < 9 {
 			return bad("bad data chunk")
 		}
-		var o [8]byte
-		if _, err := io.ReadFull(c.br, o[:]); err != nil {
+		o := c.rscratch[:8]
+		if _, err := io.ReadFull(c.br, o); err != nil {
 			return scratch, err
 		}
-		off, n := binary.BigEndian.Uint64(o[:]), uint64(length-8)
+		off, n := binary.BigEndian.Uint64(o), uint64(length-8)
 		if err := cl.cover(off, n); err != nil {
 			return bad(err.Error())
 		}
@@ -167,11 +167,11 @@ func (c *Client) chunk(h []byte, scratch []byte) ([]byte, error) {
 		if cl.cmd != cmdRead || length != 12 {
 			return bad("bad hole chunk")
 		}
-		var o [12]byte
-		if _, err := io.ReadFull(c.br, o[:]); err != nil {
+		o := c.rscratch[:12]
+		if _, err := io.ReadFull(c.br, o); err != nil {
 			return scratch, err
 		}
-		off, n := binary.BigEndian.Uint64(o[:]), uint64(binary.BigEndian.Uint32(o[8:]))
+		off, n := binary.BigEndian.Uint64(o), uint64(binary.BigEndian.Uint32(o[8:]))
 		if n == 0 {
 			return bad("empty hole")
 		}

@@ -31,6 +31,7 @@ type replyQueue struct {
 	send  sync.Mutex // held while sending
 	batch []*request // the sender's
 	vec   net.Buffers
+	wv    net.Buffers // what WriteTo consumes (a field: a local would escape)
 }
 
 // queue queues r's reply and sends what is queued unless another
@@ -73,8 +74,8 @@ func (sc *serverConn) sendQueued() {
 				vec = sc.appendReply(vec, r)
 			}
 			sc.conn.SetWriteDeadline(time.Now().Add(sc.srv.writeTimeout()))
-			v := vec
-			if _, err := v.WriteTo(sc.conn); err != nil {
+			q.wv = vec
+			if _, err := q.wv.WriteTo(sc.conn); err != nil {
 				sc.srv.logger().Debug("nbd: sending replies failed", "err", err)
 				sc.dead.Store(true)
 				sc.budget.close()
