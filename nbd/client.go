@@ -8,14 +8,8 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"syscall"
 	"time"
-
-	"github.com/daxstack/daxstack/internal/errno"
 )
-
-// ErrReadOnly: a write to an export the server flagged read-only.
-var ErrReadOnly = errno.New("nbd: export is read-only", syscall.EROFS)
 
 // Options configure a client connection.
 type Options struct {

@@ -75,6 +75,9 @@ var (
 	// request in flight and every later one fails with it (wrapping the
 	// cause).
 	ErrClosed = errno.New("nbd: connection closed", syscall.ENOTCONN)
+	// ErrReadOnly: the client was asked to write to an export the server
+	// flagged read-only.
+	ErrReadOnly = errno.New("nbd: export is read-only", syscall.EROFS)
 	// ErrRange: a request lies outside the export.
 	ErrRange = errno.New("nbd: request outside the export", syscall.EINVAL)
 )
