@@ -146,8 +146,25 @@ func TestOpenRefuses(t *testing.T) {
 			}
 		}, false, store.ErrCorrupt, []string{"not a usable bbolt file"}},
 		{"an empty bbolt file, read-only", func(t *testing.T, path string) {
-			rawUpdate(t, path, func(tx *bolt.Tx) error { return nil })
+			freshBolt(t, path)
 		}, true, store.ErrNotFound, []string{"never initialised"}},
+		{"an empty bbolt file written to", func(t *testing.T, path string) {
+			rawUpdate(t, path, func(tx *bolt.Tx) error { return nil })
+		}, false, store.ErrCorrupt, []string{"no buckets", "written to 2 times", "not starting over"}},
+		{"an empty bbolt file written to, read-only", func(t *testing.T, path string) {
+			rawUpdate(t, path, func(tx *bolt.Tx) error { return nil })
+		}, true, store.ErrCorrupt, []string{"no buckets", "not starting over"}},
+		{"a daxstack database whose root lost its keys", func(t *testing.T, path string) {
+			makeDB(t, path)
+			rawUpdate(t, path, func(tx *bolt.Tx) error {
+				for _, b := range []string{"meta", "devices", "leaves", "poison", "holders", "events"} {
+					if err := tx.DeleteBucket([]byte(b)); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}, false, store.ErrCorrupt, []string{"no buckets", "not starting over"}},
 		{"an empty file, read-only", func(t *testing.T, path string) {
 			if err := os.WriteFile(path, nil, 0o600); err != nil {
 				t.Fatal(err)
@@ -178,6 +195,19 @@ func TestOpenRefuses(t *testing.T) {
 	}
 }
 
+// freshBolt makes the file bbolt's own initialisation writes, with no
+// transaction committed to it.
+func freshBolt(t *testing.T, path string) {
+	t.Helper()
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bdb.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func makeDB(t *testing.T, path string) {
 	t.Helper()
 	db, err := store.Open(path, store.Options{})
@@ -204,16 +234,20 @@ func TestOpenReadOnlyMissing(t *testing.T) {
 	}
 }
 
-// TestOpenInitialisesEmptyBbolt: a bbolt file with no buckets is what an
-// initialisation cut short leaves; a read-write open finishes it.
+// TestOpenInitialisesEmptyBbolt: a bbolt file with no buckets that
+// nothing was ever committed to is what an initialisation cut short
+// leaves; a read-write open finishes it. (One that was written to is
+// refused: see TestOpenRefuses.)
 func TestOpenInitialisesEmptyBbolt(t *testing.T) {
 	for _, name := range []string{"empty bbolt file", "zero-length file"} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "daxstack.db")
 			if name == "zero-length file" {
-				os.WriteFile(path, nil, 0o600)
+				if err := os.WriteFile(path, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
 			} else {
-				rawUpdate(t, path, func(tx *bolt.Tx) error { return nil })
+				freshBolt(t, path)
 			}
 			db := mustOpen(t, path, store.Options{})
 			err := db.Update(func(tx *store.Tx) error { return tx.PutDevice(sampleDevice("x")) })
