@@ -72,7 +72,7 @@ type ClaimError struct {
 
 func (e *ClaimError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "dax: %s (%s): %v", e.Path, e.Devno, e.Err)
+	fmt.Fprintf(&b, "%s (%s): %v", e.Path, e.Devno, e.Err)
 	if len(e.Mounts) > 0 {
 		fmt.Fprintf(&b, " on %s", strings.Join(e.Mounts, ", "))
 	}
