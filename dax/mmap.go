@@ -129,6 +129,12 @@ const maxMap = 1 << 46
 // is refused) with extra flags, and checks that it is the object Open
 // stat'ed.
 func (l *Leaf) openFD(flags int, ro bool) (fd int, _ bool, err error) {
+	if l.kind == KindFile {
+		// A FIFO put at the path since Open stat'ed it must not block
+		// the open (the check below refuses it); O_NONBLOCK changes
+		// nothing for a regular file.
+		flags |= unix.O_NONBLOCK
+	}
 	if ro {
 		err = unix.EROFS
 	} else {

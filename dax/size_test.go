@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/daxstack/daxstack/dax"
 	"github.com/daxstack/daxstack/extent"
@@ -300,5 +301,30 @@ func TestHugeSparseFile(t *testing.T) {
 	}
 	if !strings.Contains(fmt.Sprint(l.Report()), "pread") {
 		t.Errorf("report %+v does not say pread", l.Report())
+	}
+}
+
+// TestFIFOAtThePath: a file leaf's path becomes a FIFO before its first
+// I/O; the I/O is refused instead of blocking in open. (An O_RDWR open of
+// a FIFO never blocks; the read-only retry, which a user without write
+// permission reaches, would without O_NONBLOCK. As root the test takes
+// the O_RDWR path.)
+func TestFIFOAtThePath(t *testing.T) {
+	l := openFile(t, 4096, 'f', nil)
+	if err := os.Remove(l.Path()); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(l.Path(), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := l.ReadAt(make([]byte, 512), 0); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, dax.ErrChanged) {
+			t.Errorf("read: %v; want ErrChanged", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the read blocked opening a FIFO")
 	}
 }
