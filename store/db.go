@@ -244,8 +244,8 @@ func (db *DB) checkOrInit() error {
 		return err
 	}
 	if !db.info.fresh() {
-		return fmt.Errorf("store: %s: %w: a bbolt file with no buckets, written to %d times (%d pages): not a daxstack database, and not starting over on it",
-			db.path, ErrCorrupt, db.info.txid, db.info.hwm)
+		return fmt.Errorf("store: %s: %w: a bbolt file with no buckets, but %d of its %d pages hold something nothing reaches (transaction %d): not starting over on it",
+			db.path, ErrCorrupt, db.info.unknown, db.info.hwm, db.info.txid)
 	}
 	if db.readOnly {
 		return fmt.Errorf("store: open %s read-only: database %w: the file was never initialised", db.path, ErrNotFound)

@@ -77,14 +77,18 @@ type fileInfo struct {
 	txid     uint64 // of the meta bbolt uses
 	hwm      uint64 // pages in use
 	empty    bool   // the root bucket has no keys
+	unknown  uint64 // pages in use that are neither reachable nor listed free
 	zero     bool   // the file is empty: bbolt will initialise it
 }
 
-// fresh reports whether the file is exactly what bbolt's own
-// initialisation writes and nothing was ever committed to it: what an
-// interrupted first Open leaves, and the only bucket-less file Open
-// initialises.
-func (fi fileInfo) fresh() bool { return fi.zero || (fi.empty && fi.txid <= 1 && fi.hwm == 4) }
+// fresh reports whether the file holds nothing: it is empty, or its root
+// bucket has no keys and every page in use is accounted for (the meta
+// pages, the root, a freelist listing all the others). That is what
+// bbolt's own initialisation writes, and what an interrupted first Open
+// leaves; the only bucket-less files Open initialises. A daxstack file
+// keeps no freelist, so one whose root lost its keys has pages nothing
+// accounts for: it is refused, not started over.
+func (fi fileInfo) fresh() bool { return fi.zero || (fi.empty && fi.unknown == 0) }
 
 // boltMeta is a decoded meta page.
 type boltMeta struct {
@@ -196,7 +200,13 @@ func verifyFile(f io.ReaderAt, size int64, path string) (fileInfo, error) {
 	if err != nil {
 		return fileInfo{}, err
 	}
-	return fileInfo{pageSize: ps, txid: m.txid, hwm: m.hwm, empty: empty}, nil
+	var unknown uint64
+	for p := range m.hwm {
+		if !v.seen.has(p) && !v.free.has(p) {
+			unknown++
+		}
+	}
+	return fileInfo{pageSize: ps, txid: m.txid, hwm: m.hwm, empty: empty, unknown: unknown}, nil
 }
 
 // pageSize finds the page size as bbolt's getPageSize does: from the
