@@ -366,7 +366,13 @@ type walk struct {
 	pgid   uint64 // 0: inline
 	inline []byte // the inline page, from its header
 	lo, hi []byte
-	depth  int
+	// first, for a page reached through a branch, is the key the branch
+	// gives it, which must be its own first key: bbolt's Check does not
+	// ask it, but a commit relies on it (spill finds the branch element
+	// to update by the child's first key, and adds a second one when it
+	// is not there, which breaks the tree).
+	first []byte
+	depth int
 }
 
 // tree checks every page reachable from the root bucket's page, and
@@ -397,6 +403,14 @@ func (v *verifier) tree(root uint64) (bool, error) {
 		}
 		le := binary.LittleEndian
 		flags, count := le.Uint16(b[8:]), int(le.Uint16(b[10:]))
+		if w.first != nil {
+			if count == 0 {
+				return false, v.bad(page, "a page below a branch with no elements")
+			}
+			if k, ok := firstKey(b, flags); !ok || !bytes.Equal(k, w.first) {
+				return false, v.bad(page, "its first key %s is not its branch's key %s", quoteKey(k), quoteKey(w.first))
+			}
+		}
 		switch {
 		case flags == flagBranch && w.inline == nil:
 			if count == 0 {
@@ -442,6 +456,20 @@ func elemBytes(b []byte, off int, pos, n uint32) ([]byte, bool) {
 		return nil, false
 	}
 	return b[start:end], true
+}
+
+// firstKey returns the key of a page's first element (a branch or a leaf
+// page), if it lies in the page; the element's other checks come later.
+func firstKey(b []byte, flags uint16) ([]byte, bool) {
+	const off = pageHeaderSize
+	if len(b) < off+16 {
+		return nil, false
+	}
+	le := binary.LittleEndian
+	if flags == flagBranch {
+		return elemBytes(b, off, le.Uint32(b[off:]), le.Uint32(b[off+4:]))
+	}
+	return elemBytes(b, off, le.Uint32(b[off+4:]), le.Uint32(b[off+8:]))
 }
 
 // keyInBounds checks a key against a subtree's bounds and the key before
@@ -497,7 +525,7 @@ func (v *verifier) branch(b []byte, page int64, count int, w walk) ([]walk, erro
 			hi = keys[i+1]
 		}
 		// Pushed in reverse, so the walk goes left to right.
-		out[count-1-i] = walk{pgid: kids[i], lo: keys[i], hi: hi, depth: w.depth + 1}
+		out[count-1-i] = walk{pgid: kids[i], lo: keys[i], hi: hi, first: keys[i], depth: w.depth + 1}
 	}
 	return out, nil
 }
