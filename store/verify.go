@@ -437,14 +437,10 @@ func (v *verifier) tree(root uint64) (bool, error) {
 	return rootEmpty, nil
 }
 
-// pageAny reads a tree page, a branch or a leaf, and returns a copy,
-// since the buffer is reused.
+// pageAny reads a tree page, a branch or a leaf. The buffer is reused by
+// the next read: what outlives the page (keys, inline buckets) is copied.
 func (v *verifier) pageAny(id uint64) ([]byte, error) {
-	b, err := v.page(id, func(f uint16) bool { return f == flagBranch || f == flagLeaf }, "a page of the tree")
-	if err != nil {
-		return nil, err
-	}
-	return bytes.Clone(b), nil
+	return v.page(id, func(f uint16) bool { return f == flagBranch || f == flagLeaf }, "a page of the tree")
 }
 
 // elemBytes returns the bytes [pos, pos+n) counted from the element at off,
