@@ -48,6 +48,31 @@
 // A leaf can be marked lost (SetLost) when its device goes away: it keeps
 // its last Size and fails I/O with an error matching syscall.ENXIO. Missing
 // makes such a leaf for a device recorded earlier that cannot be opened.
+// OpenKnown opens a recorded leaf, refusing another object at its path
+// (ErrChanged: lost, never used) and keeping the recorded size; Find looks
+// for a recorded block device among those present now (a loop device
+// re-attached at another number, by its backing file).
+//
+// A leaf whose file or device got smaller keeps its Size (what its tables
+// were checked against): the sectors past its current end (CurrentSize)
+// are Truncated, and I/O reaching them fails with a *TruncatedError naming
+// them, never a SIGBUS. Recheck looks at a leaf's path and size again for
+// a rescan; a leaf that grows back works again through the same mapping.
+//
+// Access says how a leaf's bytes are reached, found out once per mapping
+// from the kernel (the mapping's VmFlags in /proc/self/smaps, "sf" being
+// MAP_SYNC in force, and the inode's DAX attribute): AccessDAXSync,
+// AccessDAX, AccessPageCache (every block device, a raw pmem namespace
+// included), or AccessPread for a leaf that cannot be mapped (too large
+// for the address space, a file system without mmap) or whose Opener asks
+// for pread; Report gathers what a report of leaves shows.
+//
+// Opener.Claim makes Open refuse a block device that is mounted or held
+// exclusively by someone else (ClaimCheck), and, with ClaimHold, keep it
+// open with O_EXCL until Close, as device-mapper claims its children, so
+// that nobody can mount it under a live table (EBUSY). A ClaimHold leaf
+// opens its device at Open for the claim; its I/O still opens and maps
+// it on first use, without O_EXCL.
 //
 // A Leaf is safe for concurrent use. The I/O path takes no lock and shares
 // no counter between goroutines unless poison is involved.

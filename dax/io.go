@@ -8,8 +8,8 @@ import (
 	"github.com/daxstack/daxstack/extent"
 )
 
-// traceIO, when set (by tests), hears every move of bytes: "mmap" or
-// "direct", and the leaf's byte range.
+// traceIO, when set (by tests), hears every move of bytes: "mmap",
+// "pread", "pwrite" or "direct", and the leaf's byte range.
 var traceIO func(how string, off, n int64)
 
 // ReadAt reads len(p) bytes at byte off of the leaf, with io.ReaderAt
@@ -34,18 +34,51 @@ func (l *Leaf) ReadAt(p []byte, off int64) (int, error) {
 		}
 		return 0, io.EOF
 	}
-	var eof error
+	var eof, trunc error
 	if int64(len(p)) > end-off {
 		p, eof = p[:end-off], io.EOF
 	}
+	if off+int64(len(p)) > int64(l.cur.Load())*SectorSize {
+		var good int64
+		good, trunc = l.beyond(m, off, int64(len(p)))
+		p = p[:good]
+	}
 	n, err := l.read(m, p, off)
 	l.exit(s)
-	if err == nil {
-		err = eof
-	} else {
+	switch {
+	case err != nil:
 		err = l.explain(err)
+	case trunc != nil:
+		err = trunc
+	default:
+		err = eof
 	}
 	return n, err
+}
+
+// beyond cuts I/O of bytes [off, off+n) at the leaf's current end when it
+// reaches past it (looking at the size again first: the leaf may have
+// grown back). It returns how many bytes lie before the end and, if that
+// is not all of them, the *TruncatedError for the rest.
+func (l *Leaf) beyond(m *mapping, off, n int64) (int64, error) {
+	now := l.refreshSize(m)
+	limit := int64(now) * SectorSize
+	if off+n <= limit {
+		return n, nil
+	}
+	good := max(0, limit-off)
+	return good, l.truncErr(off+good, off+n, now)
+}
+
+// truncErr is the error of I/O that met bytes [lo, hi) past the leaf's
+// end, now sectors.
+func (l *Leaf) truncErr(lo, hi int64, now uint64) error {
+	first := uint64(lo) / SectorSize
+	last := min(l.size, (uint64(hi)+SectorSize-1)/SectorSize)
+	if last <= first {
+		last = first + 1
+	}
+	return &TruncatedError{Leaf: l.name, Bad: extent.Extent{Start: first, Len: last - first}, Size: l.size, Now: now}
 }
 
 // WriteAt writes p at byte off of the leaf, with io.WriterAt semantics.
@@ -65,18 +98,26 @@ func (l *Leaf) WriteAt(p []byte, off int64) (int, error) {
 		return 0, leafError(l.name, ErrReadOnly)
 	}
 	end := int64(l.size) * SectorSize
-	var short error
+	var short, trunc error
 	if off >= end || int64(len(p)) > end-off {
 		if len(p) > 0 {
 			short = leafError(l.name, fmt.Errorf("write of %d bytes at byte %d passes the end (%d bytes): %w", len(p), off, end, syscall.ENOSPC))
 		}
 		p = p[:max(0, min(int64(len(p)), end-off))]
 	}
+	if off+int64(len(p)) > int64(l.cur.Load())*SectorSize && len(p) > 0 {
+		var good int64
+		good, trunc = l.beyond(m, off, int64(len(p)))
+		p = p[:good]
+	}
 	n, err := l.write(m, p, off)
-	if err == nil {
-		err = short
-	} else {
+	switch {
+	case err != nil:
 		err = l.explain(err)
+	case trunc != nil:
+		err = trunc
+	default:
+		err = short
 	}
 	return n, err
 }
@@ -131,7 +172,7 @@ func (l *Leaf) readPoisoned(m *mapping, set extent.Set, p []byte, off int64) (in
 		l.trace("direct", sp.lo, int64(n))
 		done += n
 		if err != nil {
-			return done, l.failure("read", at, err)
+			return done, l.failure("read", at, sp.hi, err)
 		}
 	}
 	n, err := l.mmapRead(m, p[done:], lo+int64(done))
@@ -149,19 +190,31 @@ func (l *Leaf) mmapRead(m *mapping, p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	src := m.data[off : off+int64(len(p))]
-	l.trace("mmap", off, int64(len(p)))
-	if _, faulted := guardedCopy(p, src); !faulted {
-		return len(p), nil
+	hi := off + int64(len(p))
+	var n int
+	var cause error
+	if m.pread {
+		l.trace("pread", off, int64(len(p)))
+		k, err := preadFull(m.fd, p, off)
+		if err == nil {
+			return len(p), nil
+		}
+		n, cause = k, err
+	} else {
+		src := m.data[off:hi]
+		l.trace("mmap", off, int64(len(p)))
+		if _, faulted := guardedCopy(p, src); !faulted {
+			return len(p), nil
+		}
+		n = pagedCopy(p, src, off)
 	}
-	n := pagedCopy(p, src, off)
 	if l.kind == KindFile || l.kind == KindDevdax {
-		return n, l.failure("read", off+int64(n), nil)
+		return n, l.failure("read", off+int64(n), hi, cause)
 	}
 	k, at, err := l.directRead(p[n:], off+int64(n))
 	l.trace("direct", off+int64(n), int64(k))
 	if err != nil {
-		return n + k, l.failure("read", at, err)
+		return n + k, l.failure("read", at, hi, err)
 	}
 	return n + k, nil
 }
@@ -179,19 +232,41 @@ func (l *Leaf) mmapWrite(m *mapping, p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	dst := m.data[off : off+int64(len(p))]
-	l.trace("mmap", off, int64(len(p)))
-	if _, faulted := guardedCopy(dst, p); !faulted {
-		return len(p), nil
+	hi := off + int64(len(p))
+	var n int
+	var cause error
+	if m.pread {
+		var trunc error
+		if l.kind == KindFile {
+			// pwrite past the end of a file would grow it, filling
+			// what was cut off with zeros: look at its size first.
+			now := l.refreshSize(m)
+			if limit := int64(now) * SectorSize; hi > limit {
+				trunc = l.truncErr(max(off, limit), hi, now)
+				p = p[:max(0, limit-off)]
+			}
+		}
+		l.trace("pwrite", off, int64(len(p)))
+		k, err := pwriteFull(m.fd, p, off)
+		if err == nil {
+			return len(p), trunc
+		}
+		n, cause = k, err
+	} else {
+		dst := m.data[off:hi]
+		l.trace("mmap", off, int64(len(p)))
+		if _, faulted := guardedCopy(dst, p); !faulted {
+			return len(p), nil
+		}
+		n = pagedCopy(dst, p, off)
 	}
-	n := pagedCopy(dst, p, off)
 	if l.kind == KindFile || l.kind == KindDevdax {
-		return n, l.failure("write", off+int64(n), nil)
+		return n, l.failure("write", off+int64(n), hi, cause)
 	}
 	k, at, err := l.directWrite(p[n:], off+int64(n))
 	l.trace("direct", off+int64(n), int64(k))
 	if err != nil {
-		return n + k, l.failure("write", at, err)
+		return n + k, l.failure("write", at, hi, err)
 	}
 	return n + k, nil
 }
@@ -268,20 +343,25 @@ func (l *Leaf) writeAround(m *mapping, set extent.Set, p []byte, off int64) (int
 		l.trace("direct", sp.lo, int64(n))
 		done += n
 		if err != nil {
-			return done, l.failure("write", at, err)
+			return done, l.failure("write", at, sp.hi, err)
 		}
 	}
 	n, err := l.mmapWrite(m, p[done:], lo+int64(done))
 	return done + n, err
 }
 
-// failure makes the error for I/O that failed at byte at: a *PoisonError
-// if the poison list has the sector there, else a *FaultError with the
-// cause.
-func (l *Leaf) failure(op string, at int64, cause error) error {
+// failure makes the error for I/O of bytes up to hi that failed at byte
+// at: a *PoisonError if the poison list has the sector there, a
+// *TruncatedError if the leaf now ends before it (a file cut short under
+// the mapping: the SIGBUS that brought us here), else a *FaultError with
+// the cause.
+func (l *Leaf) failure(op string, at, hi int64, cause error) error {
 	sector := uint64(at) / SectorSize
 	if ps := l.poison.Load(); ps != nil && ps.Contains(sector) {
 		return &PoisonError{Leaf: l.name, Bad: firstExtent(ps.Clip(sector, sector+1))}
+	}
+	if now := l.refreshSize(l.m.Load()); sector >= now {
+		return l.truncErr(at, hi, now)
 	}
 	return &FaultError{Leaf: l.name, Op: op, Offset: at, Err: cause}
 }

@@ -95,7 +95,8 @@ func TestFileReadWrite(t *testing.T) {
 }
 
 // A file truncated under the mapping makes the copy fault: the leaf turns
-// the SIGBUS into an error instead of crashing.
+// the SIGBUS into an error naming the sectors past its new end instead of
+// crashing (size_test.go goes further).
 func TestTruncatedFileFaults(t *testing.T) {
 	l := openFile(t, 64<<10, 'x', nil)
 	buf := make([]byte, 16<<10)
@@ -106,17 +107,17 @@ func TestTruncatedFileFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := l.ReadAt(buf, 16<<10)
-	var fe *dax.FaultError
-	if !errors.As(err, &fe) || !errors.Is(err, syscall.EIO) || fe.Leaf != l.Name() {
-		t.Fatalf("read over the truncated part: %d, %v; want a *FaultError matching EIO", n, err)
+	var te *dax.TruncatedError
+	if !errors.As(err, &te) || !errors.Is(err, syscall.EIO) || te.Leaf != l.Name() {
+		t.Fatalf("read over the truncated part: %d, %v; want a *TruncatedError matching EIO", n, err)
 	}
-	// The page that still has data was copied; the fault is at the first
-	// page past the new end.
-	if n != 4<<10 || fe.Offset != 20<<10 || !bytes.Equal(buf[:n], bytes.Repeat([]byte{'x'}, n)) {
-		t.Errorf("read %d bytes, fault at %d; want 4096 bytes and a fault at 20480", n, fe.Offset)
+	// The page that still has data was copied; the rest is past the end.
+	if n != 4<<10 || te.Bad != (extent.Extent{Start: 40, Len: 24}) || te.Now != 40 || te.Size != 128 ||
+		!bytes.Equal(buf[:n], bytes.Repeat([]byte{'x'}, n)) {
+		t.Errorf("read %d bytes, %+v; want 4096 bytes and sectors 40+24 past the end of 40", n, te)
 	}
-	if n, err := l.WriteAt(buf, 32<<10); !errors.Is(err, syscall.EIO) {
-		t.Errorf("write over the truncated part: %d, %v; want EIO", n, err)
+	if n, err := l.WriteAt(buf, 32<<10); !errors.As(err, &te) || n != 0 {
+		t.Errorf("write over the truncated part: %d, %v; want a *TruncatedError", n, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package dax
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,13 +35,15 @@ type Leaf struct {
 	// Read on every I/O, kept together at the start.
 	m      atomic.Pointer[mapping]    // &mp once mapped; nil before, and after Close
 	poison atomic.Pointer[extent.Set] // nil: none
-	size   uint64                     // sectors
+	size   uint64                     // sectors: what tables were checked against
+	cur    atomic.Uint64              // sectors there now, at most size (see size.go)
 	closed atomic.Bool
 	lost   atomic.Bool
 	mp     mapping // set under mapMu before m points at it
 
 	pageTaint bool // page cache mapping over a kernel badblocks list: bad pages go O_DIRECT
 	missing   bool // made by Missing: never does I/O
+	pread     bool // Opener.Pread: never map, use pread and pwrite
 
 	id, ref, name, kind, path string
 	ident                     Identity
@@ -51,6 +54,10 @@ type Leaf struct {
 	rdev, stDev, stIno uint64
 	align              uint64 // mapping length granule (device-dax align)
 	src                poisonSource
+	sizeFile           string // sysfs size: sectors (block), bytes (device-dax)
+	seqFile            string // sysfs diskseq of a block device
+	diskDir            string // <sysfs>/block/<name>
+	claim              *claim // ClaimHold: the O_EXCL descriptor's share; under claims' lock
 
 	mapMu sync.Mutex // opening, mapping, direct descriptor, Close
 	dfd   int        // O_DIRECT descriptor, or -1
@@ -63,10 +70,13 @@ type Leaf struct {
 
 // mapping is a leaf's open descriptor and its whole-leaf mapping.
 type mapping struct {
-	data []byte // Size*512 bytes; nil for an empty leaf
-	ro   bool
-	sync bool // mapped with MAP_SYNC
-	fd   int
+	data     []byte // Size*512 bytes; nil for an empty leaf, or with pread
+	ro       bool
+	sync     bool // mapped with MAP_SYNC
+	pread    bool // no mapping: I/O through pread and pwrite on fd
+	fd       int
+	access   string // AccessDAXSync, AccessDAX, AccessPageCache or AccessPread
+	verified bool   // access read back from the kernel
 }
 
 const ioShards = 8
@@ -97,7 +107,9 @@ func (l *Leaf) Kind() string { return l.kind }
 func (l *Leaf) Path() string { return l.path }
 
 // Size returns the leaf's size in 512-byte sectors, as found by Open (a
-// file's size rounded down). A lost leaf keeps reporting it.
+// file's size rounded down) or recorded (OpenKnown): the size its tables
+// were checked against. A lost leaf keeps reporting it, and so does a leaf
+// that got smaller (see CurrentSize and Truncated).
 func (l *Leaf) Size() uint64 { return l.size }
 
 // Identity returns what says whether a device that reappears is the same
@@ -116,6 +128,7 @@ func (l *Leaf) SetLost(lost bool) { l.lost.Store(lost || l.missing) }
 // and keeps an emulated poison list (see SetPoison).
 func Missing(id, ref, name, kind string, size uint64) *Leaf {
 	l := &Leaf{id: id, ref: ref, name: name, kind: kind, size: size, missing: true, dfd: -1}
+	l.cur.Store(size)
 	if kind == KindFile || (len(ref) > 0 && ref[0] == '/') {
 		l.path = ref
 	}
@@ -140,6 +153,27 @@ type Identity struct {
 	Dev        uint64 `json:"dev,omitempty"`         // file: st_dev
 	Ino        uint64 `json:"ino,omitempty"`         // file: st_ino
 	UUID       string `json:"uuid,omitempty"`        // pmem / device-dax: the namespace's UUID
+}
+
+// String describes the identity for messages: "file 2049:77",
+// "loop of 2049:99+4096 (7:3)", "pmem 259:0 diskseq 5 uuid ...".
+func (a Identity) String() string {
+	switch {
+	case a.Kind == "":
+		return "no identity"
+	case a.Kind == KindFile:
+		return fmt.Sprintf("file %d:%d", a.Dev, a.Ino)
+	case a.Loop:
+		return fmt.Sprintf("loop of %d:%d+%d (%d:%d)", a.BackingDev, a.BackingIno, a.LoopOffset, a.Major, a.Minor)
+	}
+	s := fmt.Sprintf("%s %d:%d", a.Kind, a.Major, a.Minor)
+	if a.DiskSeq != 0 {
+		s += fmt.Sprintf(" diskseq %d", a.DiskSeq)
+	}
+	if a.UUID != "" {
+		s += " uuid " + a.UUID
+	}
+	return s
 }
 
 // Same reports whether b, an identity seen now, is the device a was:
@@ -247,8 +281,11 @@ func (l *Leaf) unusable() error {
 	return leafError(l.name, ErrLost)
 }
 
-// Close waits for the I/O in flight, unmaps the leaf and closes its
-// descriptors. Later I/O fails with ErrClosed. Closing twice is harmless.
+// Close waits for the I/O in flight, unmaps the leaf, closes its
+// descriptors and releases its claim (see ClaimHold): once Close returns,
+// the device can be mounted or claimed again (unless another leaf of this
+// process still shares the claim). Later I/O fails with ErrClosed.
+// Closing twice is harmless.
 func (l *Leaf) Close() error {
 	if l.closed.Swap(true) {
 		return nil
@@ -272,6 +309,11 @@ func (l *Leaf) Close() error {
 			errs = append(errs, pathErr("close", l.path, err))
 		}
 		l.dfd = -1
+	}
+	// Last: the claim outlives every other descriptor of the device, so
+	// that nobody can claim it while this leaf still reaches it.
+	if err := l.release(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return leafError(l.name, err)

@@ -51,40 +51,90 @@ func (l *Leaf) open() (*mapping, error) {
 }
 
 // mapLeaf opens the leaf (read-only if ro, or if opening it for writing is
-// refused) and maps it whole.
+// refused) and maps it whole, or, if it cannot be mapped (or pread is
+// asked for), sets it up for pread and pwrite. It finds out how the
+// mapping is used (see Access).
 func (l *Leaf) mapLeaf(ro bool) (*mapping, error) {
 	fd, ro, err := l.openFD(0, ro)
 	if err != nil {
 		return nil, err
 	}
 	m := &mapping{fd: fd, ro: ro}
-	if length := int64(l.size) * SectorSize; length > 0 {
-		mapLen := length
-		if l.align > 0 {
-			mapLen = (length + int64(l.align) - 1) / int64(l.align) * int64(l.align)
+	length := int64(l.size) * SectorSize
+	if l.pread || length == 0 {
+		m.pread, m.access, m.verified = length > 0, AccessPread, true
+		if length == 0 {
+			m.access = AccessPageCache
 		}
-		prot := unix.PROT_READ
-		if !ro {
-			prot |= unix.PROT_WRITE
-		}
-		data, err := unix.Mmap(fd, 0, int(mapLen), prot, unix.MAP_SHARED_VALIDATE|unix.MAP_SYNC)
+		return m, nil
+	}
+	mapLen := length
+	if l.align > 0 {
+		mapLen = (length + int64(l.align) - 1) / int64(l.align) * int64(l.align)
+	}
+	prot := unix.PROT_READ
+	if !ro {
+		prot |= unix.PROT_WRITE
+	}
+	if mapLen > maxMap {
+		err = unix.ENOMEM
+	} else {
+		var data []byte
+		data, err = unix.Mmap(fd, 0, int(mapLen), prot, unix.MAP_SHARED_VALIDATE|unix.MAP_SYNC)
 		m.sync = err == nil
 		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL) {
 			data, err = unix.Mmap(fd, 0, int(mapLen), prot, unix.MAP_SHARED)
 		}
-		if err != nil {
-			unix.Close(fd)
-			return nil, leafError(l.name, pathErr("mmap", l.path, err))
+		if err == nil {
+			m.data = data[:length]
 		}
-		m.data = data[:length]
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, unix.ENOMEM) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EOVERFLOW):
+		// Too large for the address space, or a file system that
+		// cannot map files: pread and pwrite work on both. (EINVAL and
+		// EACCES are a read-only device refusing a writable mapping:
+		// open retries read-only.)
+		if l.kind == KindDevdax {
+			unix.Close(fd)
+			return nil, leafError(l.name, pathErr("mmap", l.path, err)) // device-dax has no read(2)
+		}
+		m.pread, m.access, m.verified = true, AccessPread, true
+		return m, nil
+	default:
+		unix.Close(fd)
+		return nil, leafError(l.name, pathErr("mmap", l.path, err))
+	}
+	inodeDAX, _ := statxDAX(fd)
+	if m.sync || inodeDAX || l.kind == KindDevdax {
+		// Read back what the kernel made of it (VmFlags "sf": MAP_SYNC
+		// in force). It costs a read of this process's smaps, a few
+		// hundred microseconds, once per mapping (BenchmarkAccessCheck).
+		flags, have := vmFlagsOf(uintptr(unsafe.Pointer(&m.data[0])))
+		m.access, m.verified = classify(l.kind, flags, have, m.sync, inodeDAX)
+	} else {
+		// The kernel refused MAP_SYNC, and the inode is not DAX (a block
+		// device never is): the page cache, by the kernel's own answers.
+		m.access, m.verified = AccessPageCache, true
 	}
 	return m, nil
 }
+
+// maxMap bounds a mapping: beyond it (x86-64 user space is 128 TiB) mmap
+// would fail anyway, and the leaf uses pread.
+const maxMap = 1 << 46
 
 // openFD opens the leaf's path read-write (read-only if ro, or if writing
 // is refused) with extra flags, and checks that it is the object Open
 // stat'ed.
 func (l *Leaf) openFD(flags int, ro bool) (fd int, _ bool, err error) {
+	if l.kind == KindFile {
+		// A FIFO put at the path since Open stat'ed it must not block
+		// the open (the check below refuses it); O_NONBLOCK changes
+		// nothing for a regular file.
+		flags |= unix.O_NONBLOCK
+	}
 	if ro {
 		err = unix.EROFS
 	} else {

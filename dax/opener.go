@@ -30,6 +30,17 @@ type Opener struct {
 	// the change, with no lock of the leaf held; calls for changes made
 	// concurrently may arrive in either order.
 	OnPoison func(l *Leaf, added, cleared extent.Set)
+	// Claim says whether Open checks that nobody else uses a block
+	// device (pmem included), and whether the leaf then holds it
+	// exclusively until Close (see ClaimMode). A long-lived process that
+	// holds stacks (the daemon) wants ClaimHold; a process that exits
+	// after one command can only promise ClaimCheck: the device was
+	// neither mounted nor claimed when it opened it, and nothing stops a
+	// mount between two commands.
+	Claim ClaimMode
+	// Pread makes leaves use pread and pwrite instead of a mapping
+	// (AccessPread), as they do anyway when they cannot be mapped.
+	Pread bool
 }
 
 func (o *Opener) sysfs() string {
@@ -121,10 +132,11 @@ func (o *Opener) openPath(abs, ref string) (*Leaf, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dax: open %s: %w", ref, err)
 	}
+	l.cur.Store(l.size)
 	return l, nil
 }
 
-func (o *Opener) newLeaf() *Leaf { return &Leaf{onPoison: o.OnPoison, dfd: -1} }
+func (o *Opener) newLeaf() *Leaf { return &Leaf{onPoison: o.OnPoison, dfd: -1, pread: o.Pread} }
 
 func (o *Opener) fileLeaf(abs string, st *unix.Stat_t) *Leaf {
 	l := o.newLeaf()
@@ -143,6 +155,7 @@ func (o *Opener) blockLeaf(path string, st *unix.Stat_t) (*Leaf, error) {
 	l := o.newLeaf()
 	l.kind, l.path, l.ref, l.id, l.rdev = KindBlock, path, devno, "blk:"+devno, st.Rdev
 	l.name = filepath.Base(path)
+	l.sizeFile, l.seqFile = filepath.Join(sysdir, "size"), filepath.Join(sysdir, "diskseq")
 	ue, _ := readUevent(filepath.Join(sysdir, "uevent"))
 	if n := ue["DEVNAME"]; n != "" {
 		l.name = n
@@ -164,6 +177,7 @@ func (o *Opener) blockLeaf(path string, st *unix.Stat_t) (*Leaf, error) {
 		l.ident.DiskSeq = seq
 	}
 	disk := filepath.Join(o.sysfs(), "block", l.name)
+	l.diskDir = disk
 	if loopName(l.name) {
 		loopIdentity(&l.ident, disk, path)
 	}
@@ -185,6 +199,9 @@ func (o *Opener) blockLeaf(path string, st *unix.Stat_t) (*Leaf, error) {
 		case !errors.Is(err, fs.ErrNotExist):
 			return nil, err
 		}
+	}
+	if err := o.claimBlock(l, path, sysdir); err != nil {
+		return nil, err
 	}
 	return l, nil
 }
@@ -219,10 +236,18 @@ func blockSize(path string) (uint64, error) {
 	}
 	defer unix.Close(fd)
 	var size uint64
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&size))); e != 0 {
-		return 0, pathErr("ioctl BLKGETSIZE64", path, e)
+	if err := ioctlSize(fd, &size); err != nil {
+		return 0, pathErr("ioctl BLKGETSIZE64", path, err)
 	}
 	return size, nil
+}
+
+// ioctlSize asks the block device open on fd its size in bytes.
+func ioctlSize(fd int, size *uint64) error {
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(size))); e != 0 {
+		return e
+	}
+	return nil
 }
 
 var regionRE = regexp.MustCompile(`^region\d+$`)
@@ -249,6 +274,7 @@ func (o *Opener) daxLeaf(path string, st *unix.Stat_t) (*Leaf, error) {
 		return nil, fmt.Errorf("size of %s: %w", l.name, err)
 	}
 	l.size = bytes / SectorSize
+	l.sizeFile = filepath.Join(daxdir, "size")
 	if a, err := readUint(filepath.Join(daxdir, "align")); err == nil && a > 0 && a&(a-1) == 0 {
 		l.align = a
 	}

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -146,8 +147,38 @@ func TestOpenRefuses(t *testing.T) {
 			}
 		}, false, store.ErrCorrupt, []string{"not a usable bbolt file"}},
 		{"an empty bbolt file, read-only", func(t *testing.T, path string) {
+			freshBolt(t, path)
+		}, true, store.ErrNotFound, []string{"never initialised"}},
+		{"an empty bbolt file written to, read-only", func(t *testing.T, path string) {
 			rawUpdate(t, path, func(tx *bolt.Tx) error { return nil })
 		}, true, store.ErrNotFound, []string{"never initialised"}},
+		{"a bbolt file whose buckets were all deleted, keeping no freelist", func(t *testing.T, path string) {
+			bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer bdb.Close()
+			if err := bdb.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("x")); return err }); err != nil {
+				t.Fatal(err)
+			}
+			if err := bdb.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte("x")) }); err != nil {
+				t.Fatal(err)
+			}
+		}, false, store.ErrCorrupt, []string{"no buckets", "nothing reaches", "not starting over"}},
+		{"a daxstack database whose root page lost its keys", func(t *testing.T, path string) {
+			makeDB(t, path)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for m := range 2 { // the root page of both meta pages: count = 0
+				root := binary.LittleEndian.Uint64(b[m*4096+32:])
+				binary.LittleEndian.PutUint16(b[root*4096+10:], 0)
+			}
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, false, store.ErrCorrupt, []string{"no buckets", "nothing reaches", "not starting over"}},
 		{"an empty file, read-only", func(t *testing.T, path string) {
 			if err := os.WriteFile(path, nil, 0o600); err != nil {
 				t.Fatal(err)
@@ -178,6 +209,19 @@ func TestOpenRefuses(t *testing.T) {
 	}
 }
 
+// freshBolt makes the file bbolt's own initialisation writes, with no
+// transaction committed to it.
+func freshBolt(t *testing.T, path string) {
+	t.Helper()
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bdb.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func makeDB(t *testing.T, path string) {
 	t.Helper()
 	db, err := store.Open(path, store.Options{})
@@ -204,16 +248,23 @@ func TestOpenReadOnlyMissing(t *testing.T) {
 	}
 }
 
-// TestOpenInitialisesEmptyBbolt: a bbolt file with no buckets is what an
-// initialisation cut short leaves; a read-write open finishes it.
+// TestOpenInitialisesEmptyBbolt: a bbolt file with no buckets whose
+// pages are all accounted for holds nothing: an initialisation cut short
+// leaves one; a read-write open finishes it. (One whose pages hold
+// something unreachable is refused: see TestOpenRefuses.)
 func TestOpenInitialisesEmptyBbolt(t *testing.T) {
-	for _, name := range []string{"empty bbolt file", "zero-length file"} {
+	for _, name := range []string{"empty bbolt file", "empty bbolt file written to", "zero-length file"} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "daxstack.db")
-			if name == "zero-length file" {
-				os.WriteFile(path, nil, 0o600)
-			} else {
+			switch name {
+			case "zero-length file":
+				if err := os.WriteFile(path, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			case "empty bbolt file written to":
 				rawUpdate(t, path, func(tx *bolt.Tx) error { return nil })
+			default:
+				freshBolt(t, path)
 			}
 			db := mustOpen(t, path, store.Options{})
 			err := db.Update(func(tx *store.Tx) error { return tx.PutDevice(sampleDevice("x")) })

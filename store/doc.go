@@ -45,6 +45,39 @@
 // version and all buckets in one transaction. Opening an existing file
 // never writes to it.
 //
+// # Damaged files
+//
+// bbolt trusts its file: it maps it, follows page ids and element offsets
+// without bounds checks, and on a read-write open walks every page in a
+// goroutine of its own that panics at the first inconsistency. A damaged
+// or truncated file is then a SIGBUS or a panic nothing can recover. So
+// Open locks the file and checks all of it that bbolt will read
+// (verify.go: the meta page bbolt will use, the freelist, every reachable
+// page and element, with the rules of bbolt's own Check) before bbolt
+// sees it, and refuses it with a *CorruptFileError (ErrCorrupt) saying
+// where it is damaged. Open never starts over on a file that holds
+// anything: only a zero-length file, or one bbolt initialised and nothing
+// was committed to, gets a new schema. A path that is a directory, a FIFO
+// or a device is ErrNotFile.
+//
+// An open DB checks before each transaction that nobody else wrote to the
+// file (its size and modification time are as the DB's own last commit
+// left them); if someone did, the DB is broken. Every method of Tx runs
+// with faults made panics (debug.SetPanicOnFault) and recovers a panic
+// inside bbolt, as the last line: a page gone bad while open that the
+// check could not see, a file cut short in the middle of a transaction.
+// Either way the error matches ErrCorrupt, and a DB that met it is
+// broken: bbolt's handle cannot be trusted after a panic inside it, so
+// every later View and Update returns the same error (DB.Broken), an
+// Update in which it happened is rolled back, and the file must be opened
+// again, which checks it whole. A panic of the caller's own function is
+// not damage and goes on to the caller.
+//
+// A record that does not decode is a *RecordError; the Scan methods
+// (ScanDevices, ScanLeaves, ScanHolders, ScanEvents) list the records that
+// decode and the damaged ones apart, so that one damaged record does not
+// fail every command.
+//
 // # Locking
 //
 // bbolt takes an flock on the file for as long as a DB is open: exclusive

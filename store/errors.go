@@ -16,6 +16,11 @@ var (
 	// newer than SchemaVersion: it was written by a newer daxstack, and this
 	// one refuses to read or change it.
 	ErrSchemaTooNew = errors.New("database schema is newer than this daxstack understands")
+
+	// ErrNotFile is returned by Open when the path names a directory
+	// (the error then also matches syscall.EISDIR), a FIFO, a socket or
+	// a device rather than a regular file.
+	ErrNotFile = errors.New("not a regular file")
 )
 
 // Errors returned by Open and by transactions.
@@ -26,9 +31,11 @@ var (
 	ErrNotFound = errors.New("not found")
 
 	// ErrCorrupt is returned when the file or a record in it does not decode:
-	// not a bbolt file, no or a malformed schema version, a missing bucket,
+	// not a bbolt file, a truncated or damaged one (a *CorruptFileError
+	// saying where), no or a malformed schema version, a missing bucket,
 	// a value that is not the JSON of its record type, or a record whose key
-	// disagrees with its contents. Record errors are *RecordError values.
+	// disagrees with its contents (a *RecordError). Every View and Update
+	// of a DB that met damage inside bbolt returns it (see DB.Broken).
 	ErrCorrupt = errors.New("corrupt database")
 
 	// ErrInvalid is returned when a record cannot be stored: an empty or

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime/debug"
 	"strconv"
 
 	bolt "go.etcd.io/bbolt"
@@ -21,11 +22,28 @@ import (
 // View. Records returned are copies: they stay valid after the
 // transaction.
 type Tx struct {
-	tx *bolt.Tx
+	tx   *bolt.Tx
+	db   *DB
+	inFn bool // the caller's function is running (not a method of tx)
 }
 
 // Writable reports whether tx is a read-write (Update) transaction.
 func (tx *Tx) Writable() bool { return tx.tx.Writable() }
+
+// guard is deferred by every method that reaches into bbolt, with the
+// SetPanicOnFault setting to restore: a fault or panic inside bbolt (a
+// page the check at Open could not see go bad, a file cut short while
+// open) becomes ErrCorrupt and breaks the DB, instead of a crash. A
+// panic of a callback of the caller's (cb set) goes on.
+func (tx *Tx) guard(err *error, old bool, cb *bool) {
+	debug.SetPanicOnFault(old)
+	if r := recover(); r != nil {
+		if cb != nil && *cb {
+			panic(r)
+		}
+		*err = tx.db.fail(r, nil)
+	}
+}
 
 // bucket returns a root bucket. Open checked they all exist, so a missing
 // one means the file changed under us; say so rather than panic.
@@ -115,6 +133,14 @@ func (k kind[T]) delete(tx *Tx, key string) error {
 		return err
 	}
 	if b.Get([]byte(key)) == nil {
+		if b.Bucket([]byte(key)) != nil {
+			// A nested bucket where a record belongs: damage, which
+			// deleting the record removes too.
+			if err := b.DeleteBucket([]byte(key)); err != nil {
+				return fmt.Errorf("store: delete %s %q: %w", k.noun, key, err)
+			}
+			return nil
+		}
 		return fmt.Errorf("store: delete %s %q: %w", k.noun, key, ErrNotFound)
 	}
 	if err := b.Delete([]byte(key)); err != nil {
@@ -136,47 +162,84 @@ func putErr(err error, noun, key string) error {
 }
 
 // Devices returns every stored device, sorted by name (byte order).
-func (tx *Tx) Devices() ([]DeviceRecord, error) { return devices.list(tx) }
+func (tx *Tx) Devices() (_ []DeviceRecord, err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
+	return devices.list(tx)
+}
 
 // Device returns the device called name, or an ErrNotFound error.
-func (tx *Tx) Device(name string) (DeviceRecord, error) { return devices.get(tx, name) }
+func (tx *Tx) Device(name string) (_ DeviceRecord, err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
+	return devices.get(tx, name)
+}
 
 // PutDevice stores r under r.Name, replacing any record of that name.
-func (tx *Tx) PutDevice(r DeviceRecord) error { return devices.put(tx, r) }
+func (tx *Tx) PutDevice(r DeviceRecord) (err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
+	return devices.put(tx, r)
+}
 
 // DeleteDevice removes the device called name; ErrNotFound if there is
 // none.
-func (tx *Tx) DeleteDevice(name string) error { return devices.delete(tx, name) }
+func (tx *Tx) DeleteDevice(name string) (err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
+	return devices.delete(tx, name)
+}
 
 // Leaves returns every stored leaf, sorted by ID (byte order).
-func (tx *Tx) Leaves() ([]LeafRecord, error) { return leaves.list(tx) }
+func (tx *Tx) Leaves() (_ []LeafRecord, err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
+	return leaves.list(tx)
+}
 
 // Leaf returns the leaf with the given ID, or an ErrNotFound error.
-func (tx *Tx) Leaf(id string) (LeafRecord, error) { return leaves.get(tx, id) }
+func (tx *Tx) Leaf(id string) (_ LeafRecord, err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
+	return leaves.get(tx, id)
+}
 
 // PutLeaf stores r under r.ID, replacing any record with that ID.
-func (tx *Tx) PutLeaf(r LeafRecord) error { return leaves.put(tx, r) }
+func (tx *Tx) PutLeaf(r LeafRecord) (err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
+	return leaves.put(tx, r)
+}
 
 // DeleteLeaf removes the leaf with the given ID; ErrNotFound if there is
 // none. Its poison list is kept: delete it with SetPoison(id, empty).
-func (tx *Tx) DeleteLeaf(id string) error { return leaves.delete(tx, id) }
+func (tx *Tx) DeleteLeaf(id string) (err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
+	return leaves.delete(tx, id)
+}
 
 // Holders returns every stored claim, sorted by device (byte order).
-func (tx *Tx) Holders() ([]HolderRecord, error) { return holders.list(tx) }
+func (tx *Tx) Holders() (_ []HolderRecord, err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
+	return holders.list(tx)
+}
 
 // Holder returns the claim on device, or an ErrNotFound error.
-func (tx *Tx) Holder(device string) (HolderRecord, error) { return holders.get(tx, device) }
+func (tx *Tx) Holder(device string) (_ HolderRecord, err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
+	return holders.get(tx, device)
+}
 
 // PutHolder stores r under r.Device, replacing any claim on that device.
-func (tx *Tx) PutHolder(r HolderRecord) error { return holders.put(tx, r) }
+func (tx *Tx) PutHolder(r HolderRecord) (err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
+	return holders.put(tx, r)
+}
 
 // DeleteHolder removes the claim on device; ErrNotFound if there is none.
-func (tx *Tx) DeleteHolder(device string) error { return holders.delete(tx, device) }
+func (tx *Tx) DeleteHolder(device string) (err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
+	return holders.delete(tx, device)
+}
 
 // Poison returns the poisoned sectors stored for a leaf: the emulated
 // poison of a file leaf, the last badblocks seen for a device. A leaf with
 // none gives the empty set.
-func (tx *Tx) Poison(leafID string) (extent.Set, error) {
+func (tx *Tx) Poison(leafID string) (_ extent.Set, err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
 	b, err := tx.bucket(bucketPoison)
 	if err != nil {
 		return extent.Set{}, err
@@ -194,7 +257,8 @@ func (tx *Tx) Poison(leafID string) (extent.Set, error) {
 
 // SetPoison replaces the poisoned sectors stored for a leaf; the empty set
 // removes the leaf's key.
-func (tx *Tx) SetPoison(leafID string, s extent.Set) error {
+func (tx *Tx) SetPoison(leafID string, s extent.Set) (err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
 	if leafID == "" {
 		return fmt.Errorf("store: set poison of leaf %q: %w: empty key", leafID, ErrInvalid)
 	}
@@ -219,7 +283,8 @@ func (tx *Tx) SetPoison(leafID string, s extent.Set) error {
 // numbers after the last one ever assigned, and returns copies of them
 // with Seq set (the Seq of evs is ignored and evs is not changed). In a
 // transaction that is rolled back the numbers are not used up.
-func (tx *Tx) AppendEvents(evs []rmapchain.Event) ([]rmapchain.Event, error) {
+func (tx *Tx) AppendEvents(evs []rmapchain.Event) (_ []rmapchain.Event, err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
 	if len(evs) == 0 {
 		return nil, nil
 	}
@@ -251,7 +316,15 @@ func (tx *Tx) AppendEvents(evs []rmapchain.Event) ([]rmapchain.Event, error) {
 // returns unchanged. fn runs inside the transaction: keep it short, and
 // do not let it write to the event log. To follow the
 // log, remember the last Seq seen and pass it as since next time.
-func (tx *Tx) Events(since uint64, fn func(rmapchain.Event) error) error {
+func (tx *Tx) Events(since uint64, fn func(rmapchain.Event) error) (err error) {
+	inFn := false
+	defer tx.guard(&err, debug.SetPanicOnFault(true), &inFn)
+	return tx.events(since, fn, nil, &inFn)
+}
+
+// events walks the log; damaged records stop it, or, with skip set, are
+// handed to skip and passed over.
+func (tx *Tx) events(since uint64, fn func(rmapchain.Event) error, skip func(*RecordError), inFn *bool) error {
 	if since == math.MaxUint64 {
 		return nil
 	}
@@ -263,9 +336,17 @@ func (tx *Tx) Events(since uint64, fn func(rmapchain.Event) error) error {
 	for k, v := c.Seek(seqKey(since + 1)); k != nil; k, v = c.Next() {
 		ev, err := decodeEvent(k, v)
 		if err != nil {
+			var re *RecordError
+			if skip != nil && errors.As(err, &re) {
+				skip(re)
+				continue
+			}
 			return err
 		}
-		if err := fn(ev); err != nil {
+		*inFn = true
+		err = fn(ev)
+		*inFn = false
+		if err != nil {
 			return err
 		}
 	}
@@ -293,7 +374,8 @@ func decodeEvent(k, v []byte) (rmapchain.Event, error) {
 
 // LastSeq returns the Seq of the last event ever appended, 0 if none;
 // trimming does not lower it.
-func (tx *Tx) LastSeq() (uint64, error) {
+func (tx *Tx) LastSeq() (_ uint64, err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
 	b, err := tx.bucket(bucketEvents)
 	if err != nil {
 		return 0, err
@@ -304,7 +386,8 @@ func (tx *Tx) LastSeq() (uint64, error) {
 // TrimEvents deletes old events, keeping those with the keepLast highest
 // sequence numbers ever assigned (Seq > LastSeq-keepLast); TrimEvents(0)
 // empties the log. Sequence numbers are never reused.
-func (tx *Tx) TrimEvents(keepLast uint64) error {
+func (tx *Tx) TrimEvents(keepLast uint64) (err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
 	b, err := tx.bucket(bucketEvents)
 	if err != nil {
 		return err
@@ -330,7 +413,8 @@ func (tx *Tx) TrimEvents(keepLast uint64) error {
 
 // Meta returns a copy of the engine setting stored under key, or an
 // ErrNotFound error. The key "schema" holds the schema version.
-func (tx *Tx) Meta(key string) ([]byte, error) {
+func (tx *Tx) Meta(key string) (_ []byte, err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
 	b, err := tx.bucket(bucketMeta)
 	if err != nil {
 		return nil, err
@@ -344,7 +428,8 @@ func (tx *Tx) Meta(key string) ([]byte, error) {
 
 // SetMeta stores a small engine setting under key; a nil v deletes it.
 // The key "schema" is reserved (ErrInvalid).
-func (tx *Tx) SetMeta(key string, v []byte) error {
+func (tx *Tx) SetMeta(key string, v []byte) (err error) {
+	defer tx.guard(&err, debug.SetPanicOnFault(true), nil)
 	switch key {
 	case "":
 		return fmt.Errorf("store: set meta %q: %w: empty key", key, ErrInvalid)

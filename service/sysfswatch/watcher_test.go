@@ -31,7 +31,12 @@ const quiet = 200 * time.Millisecond
 
 func newWatcher(t *testing.T, rescan time.Duration) *Watcher {
 	t.Helper()
-	w, err := New(Options{Rescan: rescan})
+	return newWatcherOpts(t, Options{Rescan: rescan})
+}
+
+func newWatcherOpts(t *testing.T, o Options) *Watcher {
+	t.Helper()
+	w, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,14 +245,14 @@ func TestReplacedByRename(t *testing.T) {
 
 func TestRescanNow(t *testing.T) {
 	p := fakeBadblocks(t, t.TempDir(), "pmem0", "")
-	w := newWatcher(t, time.Hour)
+	w := newWatcherOpts(t, Options{Rescan: time.Hour, Poll: -1})
 	if err := w.Add(p); err != nil {
 		t.Fatal(err)
 	}
 	wantData(t, w, p, "")
 	appendFile(t, p, "5 5\n")
-	// A regular file never wakes poll, and the next rescan is an hour
-	// away.
+	// A regular file never wakes poll, the periodic re-read is off and
+	// the next rescan is an hour away.
 	wantNone(t, w, "no rescan yet")
 	w.Rescan()
 	wantData(t, w, p, "5 5\n")
@@ -523,7 +528,8 @@ func cgroup2Mount(t *testing.T) string {
 // like sysfs, and the kernel notifies it through kernfs_notify() (the
 // function sysfs_notify() ends in) whenever "populated" changes, so a
 // poll on it wakes exactly as on /sys/block/pmemX/badblocks. The rescan
-// is an hour away: only poll can deliver these changes.
+// is an hour away and the periodic re-read is off: only poll can deliver
+// these changes.
 func TestKernfsNotify(t *testing.T) {
 	testenv.NeedRoot(t)
 	testenv.NeedCommand(t, "sleep")
@@ -533,7 +539,7 @@ func TestKernfsNotify(t *testing.T) {
 	}
 	t.Cleanup(func() { os.Remove(cg) })
 	events := filepath.Join(cg, "cgroup.events")
-	w := newWatcher(t, time.Hour)
+	w := newWatcherOpts(t, Options{Rescan: time.Hour, Poll: -1})
 	if err := w.Add(events); err != nil {
 		t.Fatal(err)
 	}
