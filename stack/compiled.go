@@ -1,0 +1,288 @@
+package stack
+
+import "math"
+
+// Compiled is the compiled map of one mapped device: its table flattened
+// through every level below it into one sorted list of pieces, each going
+// from a range of the device's sectors straight to where they land, so
+// that the I/O path makes one lookup per piece instead of one per level.
+//
+// A piece is one of:
+//
+//   - a leaf run: sectors [start, end) are sectors [start+d, end+d) of a
+//     leaf, every level between being a pure translation (linear);
+//   - a zero run: no backing store (the zero target), reads give zeros;
+//   - a stripe: a periodic pattern over whole chunks (see Striper) whose
+//     stripes each go to a leaf run, a zero run, or on to a lower map;
+//   - "go on" (PlaceNext): the levels above are pure, but the composition
+//     stops at a lower device (a stripe over a device that is not one leaf
+//     run per stripe); the lookup continues in that device's compiled map;
+//   - "step" (PlaceStep): a level whose target has run-time behaviour
+//     (IOMapper, Delayer), fails I/O (an error target, a Map error), or is
+//     mapped past the end of its child: the I/O path must go down from that
+//     level one level at a time, as without a compiled map.
+//
+// Pieces never bake in anything that can change without a table swap: a
+// leaf's poison and loss are the leaf's to check at I/O time, as today; a
+// target's state is the target's (such a target is a step). Levels whose
+// targets only watch outcomes (EndIOer, such as striped) keep the piece
+// flat and are listed in the piece's hook chain (see Place.Hooks).
+//
+// A Compiled is immutable and safe for concurrent use. It is exact for the
+// active tables it was built from (Deps): a table swap of the device or of
+// any device below it makes it stale, and it must then be replaced (see
+// CompiledMaps for rebuilding and the rules that keep I/O from seeing a
+// stale map).
+type Compiled struct {
+	dev   *Device
+	table *Table // the active table it was built from (nil: no table)
+	size  uint64
+
+	// The lookup: bucket b holds the index of the piece containing sector
+	// b<<shift; a sector is found by reading its bucket and then the
+	// pieces from there (a search when a bucket holds many).
+	shift uint
+	nb    uint64   // buckets covering [0, size); bkt[nb] and bkt[nb+1] point at the sentinel
+	bkt   []uint32 // len nb+2
+	pcs   []cpiece // sorted by end; the last is the sentinel [size, MaxUint64), a step
+
+	leaves []*Dev        // leaf runs' leaves, by ref index
+	maps   []*Compiled   // next and step pieces' maps, by ref index
+	pats   []*stripePat  // stripe pieces' patterns, by ref index
+	chains [][]Hook      // hook chains, by id; chains[0] is the empty chain
+	kids   []childMap    // the compiled maps of the table's mapped children
+	stats  CompiledStats // filled by the build
+}
+
+// cpiece is one piece: it covers the sectors from the previous piece's end
+// (0 for the first) to end. base translates: for a leaf run the leaf
+// sector is s+base, for a stripe the offset in the striped segment is
+// s+base, for next and step pieces the sector on the lower device is
+// s+base (all modulo 2^64).
+type cpiece struct {
+	end   uint64
+	base  uint64
+	ref   uint32 // kind<<refShift | index in the kind's table
+	chain uint32 // hook chain id (0: none)
+}
+
+const (
+	refShift = 29
+	refMask  = 1<<refShift - 1
+)
+
+// The piece kinds, as stored in cpiece.ref.
+const (
+	kLeaf = iota
+	kZero
+	kStripe
+	kNext
+	kStep
+)
+
+type childMap struct {
+	dev *Device
+	m   *Compiled
+}
+
+// stripePat is the pattern of one striped segment: the segment offset rel
+// of a sector gives chunk c = rel/chunk, stripe c%k, row c/k. Patterns are
+// shared by the maps of every device above the striped one.
+type stripePat struct {
+	chunk, k       uint64
+	cshift, kshift int8 // log2(chunk), log2(k); -1 when not a power of two
+	dst            []stripeDst
+}
+
+// stripeDst is where one stripe goes: the sector on the destination is
+// base + row*chunk + (rel%chunk).
+type stripeDst struct {
+	kind uint8 // kLeaf, kZero or kNext
+	leaf *Dev
+	next *Compiled
+	base uint64
+}
+
+// PlaceKind says what a lookup found.
+type PlaceKind uint8
+
+const (
+	// PlaceLeaf: the sectors are on Leaf from Sector on, for Run sectors.
+	PlaceLeaf PlaceKind = iota
+	// PlaceZero: the sectors have no backing store (reads give zeros,
+	// writes are dropped), for Run sectors.
+	PlaceZero
+	// PlaceNext: continue with Map.Lookup(Sector); the Run sectors from
+	// there are contiguous on Map's device.
+	PlaceNext
+	// PlaceStep: do the level of Map's device at Sector as the per-level
+	// walk does (find the segment in Map.Table(), call its target), then
+	// continue below it with Map.Child for a mapped child. Run sectors are
+	// contiguous on Map's device; the step may split them further (at a
+	// segment end, or where its target says).
+	PlaceStep
+)
+
+func (k PlaceKind) String() string {
+	switch k {
+	case PlaceLeaf:
+		return "leaf"
+	case PlaceZero:
+		return "zero"
+	case PlaceNext:
+		return "next"
+	case PlaceStep:
+		return "step"
+	}
+	return "place(?)"
+}
+
+// Place is the result of a lookup: where a sector of the compiled device
+// lands, and how many sectors from it (Run, at least 1) land contiguously
+// in the same way.
+type Place struct {
+	Kind   PlaceKind
+	Leaf   *Dev      // PlaceLeaf
+	Map    *Compiled // PlaceNext, PlaceStep
+	Sector uint64    // on Leaf, or on Map's device
+	Run    uint64
+	// Hooks is the id of the chain of EndIOer levels the sector passes
+	// through above where it lands (see Compiled.Hooks); 0 when none.
+	Hooks uint32
+}
+
+// Hook is one level on a piece's path whose target watches outcomes
+// (EndIOer) without changing where I/O goes. For a looked-up sector s of
+// the compiled device, the sector on Device is s + base + Delta, where
+// base is the piece's: Compiled.HookSector computes it.
+type Hook struct {
+	Device  *Device
+	Segment *Segment // in the table the map was built from
+	Target  EndIOer
+	Delta   uint64
+}
+
+// Device returns the device the map is for.
+func (c *Compiled) Device() *Device { return c.dev }
+
+// Table returns the active table the map was built from (nil when the
+// device had none).
+func (c *Compiled) Table() *Table { return c.table }
+
+// Size returns the device's size in sectors when the map was built.
+func (c *Compiled) Size() uint64 { return c.size }
+
+// Child returns the compiled map of a mapped child of the map's table, as
+// built with it (for the I/O path to continue below a step), or nil when
+// dev is a leaf or not a child.
+func (c *Compiled) Child(dev *Dev) *Compiled {
+	for i := range c.kids {
+		if &c.kids[i].dev.dev == dev {
+			return c.kids[i].m
+		}
+	}
+	return nil
+}
+
+// Hooks returns hook chain id, top level first. The slice must not be
+// modified.
+func (c *Compiled) Hooks(id uint32) []Hook { return c.chains[id] }
+
+// Lookup returns where sector s of the device lands. A sector at or past
+// the device's size gives a step at the device itself (the per-level walk
+// reports the error). It allocates nothing.
+func (c *Compiled) Lookup(s uint64) Place {
+	i := c.find(s)
+	p := &c.pcs[i]
+	idx := p.ref & refMask
+	switch p.ref >> refShift {
+	case kLeaf:
+		return Place{Kind: PlaceLeaf, Leaf: c.leaves[idx], Sector: s + p.base, Run: p.end - s, Hooks: p.chain}
+	case kStripe:
+		return c.pats[idx].place(s, s+p.base, p.end-s, p.chain)
+	case kZero:
+		return Place{Kind: PlaceZero, Run: p.end - s, Hooks: p.chain}
+	case kNext:
+		return Place{Kind: PlaceNext, Map: c.maps[idx], Sector: s + p.base, Run: p.end - s, Hooks: p.chain}
+	default:
+		return Place{Kind: PlaceStep, Map: c.maps[idx], Sector: s + p.base, Run: p.end - s, Hooks: p.chain}
+	}
+}
+
+// HookSector returns the sector on h.Device of sector s of the compiled
+// device, for a hook of the chain of the piece holding s.
+func (c *Compiled) HookSector(s uint64, h Hook) uint64 {
+	return s + c.pcs[c.find(s)].base + h.Delta
+}
+
+// linearScan is the most pieces a lookup reads one after the other before
+// it searches instead.
+const linearScan = 8
+
+// find returns the index of the piece holding s.
+func (c *Compiled) find(s uint64) int {
+	b := min(s>>c.shift, c.nb)
+	i, j := int(c.bkt[b]), int(c.bkt[b+1])
+	if j-i <= linearScan {
+		for c.pcs[i].end <= s {
+			i++
+		}
+		return i
+	}
+	for i < j { // the first piece in [i, j] ending after s
+		m := int(uint(i+j) >> 1)
+		if c.pcs[m].end <= s {
+			i = m + 1
+		} else {
+			j = m
+		}
+	}
+	return i
+}
+
+// place resolves offset rel of the striped segment (sector s of the
+// compiled device), with run sectors left in the piece.
+func (pt *stripePat) place(s, rel, run uint64, chain uint32) Place {
+	var c, intra uint64
+	if pt.cshift >= 0 {
+		c, intra = rel>>uint(pt.cshift), rel&(pt.chunk-1)
+	} else {
+		c, intra = rel/pt.chunk, rel%pt.chunk
+	}
+	var st, row uint64
+	if pt.kshift >= 0 {
+		st, row = c&(pt.k-1), c>>uint(pt.kshift)
+	} else {
+		st, row = c%pt.k, c/pt.k
+	}
+	run = min(run, pt.chunk-intra)
+	d := &pt.dst[st]
+	sector := d.base + row*pt.chunk + intra
+	switch d.kind {
+	case kLeaf:
+		return Place{Kind: PlaceLeaf, Leaf: d.leaf, Sector: sector, Run: run, Hooks: chain}
+	case kZero:
+		return Place{Kind: PlaceZero, Run: run, Hooks: chain}
+	default:
+		return Place{Kind: PlaceNext, Map: d.next, Sector: sector, Run: run, Hooks: chain}
+	}
+}
+
+// CompiledStats describes a compiled map's shape and memory.
+type CompiledStats struct {
+	Pieces   int // pieces, the sentinel included
+	Stripes  int // stripe pieces
+	Steps    int // step pieces (the sentinel included)
+	Nexts    int // next pieces
+	Patterns int // distinct stripe patterns
+	Chains   int // distinct non-empty hook chains
+	Buckets  int
+	Shift    uint // bucket width is 1<<Shift sectors
+	Bytes    int  // memory held by this map alone (patterns it shares counted once, where built)
+}
+
+// Stats returns the map's shape and memory.
+func (c *Compiled) Stats() CompiledStats { return c.stats }
+
+// maxSector is the sentinel's end.
+const maxSector = math.MaxUint64

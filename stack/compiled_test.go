@@ -1,0 +1,90 @@
+package stack_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/daxstack/daxstack/stack"
+)
+
+// TestCompiledRandomStacks: on many random stacks (depth 1 to 4, shared
+// leaves, every kind of segment, hooks, an empty leaf and a device with no
+// table), the compiled map of every device gives, for every sector and two
+// past the end, what the per-level walk gives: the same leaf and sector,
+// zeros, or the same failing device and sector; the same levels to ask at
+// I/O time and the same EndIO hooks with their sectors; and a run that is
+// contiguous and no shorter than the walk's.
+func TestCompiledRandomStacks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 1))
+	seen := map[string]int{}
+	for iter := range 600 {
+		o := randOpts{devices: 1 + rng.IntN(6), maxSegs: 1 + rng.IntN(6), maxLen: 1 + rng.Uint64N(96), maxDepth: 1 + rng.IntN(4), hooks: iter%2 == 1}
+		rs, err := newRandStack(rng, o)
+		if err != nil {
+			t.Fatalf("stack %d: %v", iter, err)
+		}
+		for _, d := range rs.devs {
+			c := stack.Compile(d)
+			if err := checkAll(c, d); err != nil {
+				t.Fatalf("stack %d: %v\n%s", iter, err, describe(rs))
+			}
+			countCases(c, d, seen)
+		}
+	}
+	// The stacks reach every case the map has.
+	for _, k := range []string{"leaf", "zero", "fail", "hooks", "steps", "stripe pieces", "two lookups", "next", "depth 4"} {
+		if seen[k] == 0 {
+			t.Errorf("no sector of the random stacks reached case %q (%v)", k, seen)
+		}
+	}
+}
+
+// countCases counts, over every sector of d, the cases its map reaches.
+func countCases(c *stack.Compiled, d *stack.Device, seen map[string]int) {
+	if c.Stats().Stripes > 0 {
+		seen["stripe pieces"]++
+	}
+	for s := uint64(0); s < d.Size(); s++ {
+		w, n := resolveCompiled(c, s)
+		seen[w.kind]++
+		if w.hooks != "" {
+			seen["hooks"]++
+		}
+		if w.steps != "" {
+			seen["steps"]++
+		}
+		if n > 1 {
+			seen["two lookups"]++
+		}
+		if strings.Contains(w.via, "next") {
+			seen["next"]++
+		}
+	}
+	if depthOf(d) == 4 {
+		seen["depth 4"]++
+	}
+}
+
+func depthOf(d *stack.Device) int {
+	h := 1
+	for _, c := range d.Active().Devs() {
+		if md := c.Mapped(); md != nil && md.Active() != nil {
+			h = max(h, 1+depthOf(md))
+		}
+	}
+	return h
+}
+
+// describe prints a stack's tables, for failure messages.
+func describe(rs *randStack) string {
+	out := ""
+	for _, l := range rs.leaves {
+		out += fmt.Sprintf("leaf %s: %d sectors\n", l.Ref(), l.Size())
+	}
+	for _, d := range rs.devs {
+		out += fmt.Sprintf("%s:\n%s\n", d.Name(), d.Active())
+	}
+	return out
+}
