@@ -1,0 +1,145 @@
+package stack_test
+
+// Benchmarks of compiled maps, each with its baseline in the same run:
+//
+//	go test ./stack -run '^$' -bench 'Compiled' -benchtime 2s -count 3
+
+import (
+	"fmt"
+	"math/bits"
+	"testing"
+
+	"github.com/daxstack/daxstack/internal/testenv"
+	"github.com/daxstack/daxstack/stack"
+)
+
+// resolveFast follows a compiled map to a leaf the way the I/O path does
+// when no step is in the way: one lookup, and one more per next piece.
+func resolveFast(c *stack.Compiled, s uint64) (*stack.Dev, uint64) {
+	for {
+		p := c.Lookup(s)
+		if p.Kind != stack.PlaceNext {
+			return p.Leaf, p.Sector
+		}
+		c, s = p.Map, p.Sector
+	}
+}
+
+// BenchmarkCompiledMap3Levels resolves the random top sectors of
+// BenchmarkMap3Levels (3 levels of n linear segments in random order)
+// with top's compiled map. Goal for n = 100k: at least 10x the per-level
+// walk (Table.Find and Map at each level), timed in the same run as
+// walk-ns/op.
+func BenchmarkCompiledMap3Levels(b *testing.B) {
+	for _, n := range []int{100_000, 10_000, 1_000} {
+		b.Run(fmt.Sprintf("segs=%d", n), func(b *testing.B) {
+			bl := levelsOf(b, n)
+			top := bl.devs[2]
+			c := stack.Compile(top)
+			for _, s := range bl.queries {
+				d1, s1 := resolveFind(top, s)
+				d2, s2 := resolveFast(c, s)
+				if d1 != d2 || s1 != s2 {
+					b.Fatalf("sector %d: walk gives %s:%d, compiled %v:%d", s, d1.Name(), s1, d2, s2)
+				}
+			}
+			q := bl.queries
+			mask := len(q) - 1
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				sinkDev, sinkSector = resolveFast(c, q[i&mask])
+			}
+			b.StopTimer()
+			walk := testenv.Paired(b, func(i int) { sinkDev, sinkSector = resolveFind(top, q[i&mask]) })
+			b.ReportMetric(walk, "walk-ns/op")
+			b.ReportMetric(walk/testenv.NsPerOp(b), "x-vs-walk")
+		})
+	}
+}
+
+// randSectors is a cheap stream of uniform random sectors below size
+// (xorshift64*, scaled by a multiply), so that a benchmark can touch a
+// structure at a new place every time instead of cycling through a few
+// thousand queries that end up in the cache.
+type randSectors struct{ x, size uint64 }
+
+func (r *randSectors) next() uint64 {
+	r.x ^= r.x >> 12
+	r.x ^= r.x << 25
+	r.x ^= r.x >> 27
+	hi, _ := bits.Mul64(r.x*0x2545F4914F6CDD1D, r.size)
+	return hi
+}
+
+// BenchmarkCompiledMapFresh is BenchmarkCompiledMap3Levels with a new
+// random sector every time (the 4096 queries of BenchmarkMap3Levels let a
+// compiled map of 3 x 100k segments sit in the L2 cache, which I/O at
+// random places would not). Same baseline, same stream of sectors.
+func BenchmarkCompiledMapFresh(b *testing.B) {
+	for _, n := range []int{100_000, 10_000} {
+		b.Run(fmt.Sprintf("segs=%d", n), func(b *testing.B) {
+			bl := levelsOf(b, n)
+			top := bl.devs[2]
+			c := stack.Compile(top)
+			r := &randSectors{x: 88172645463325252, size: top.Size()}
+			for range 1 << 14 {
+				s := r.next()
+				d1, s1 := resolveFind(top, s)
+				if d2, s2 := resolveFast(c, s); d1 != d2 || s1 != s2 {
+					b.Fatalf("sector %d: walk gives %s:%d, compiled %v:%d", s, d1.Name(), s1, d2, s2)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				sinkDev, sinkSector = resolveFast(c, r.next())
+			}
+			b.StopTimer()
+			walk := testenv.Paired(b, func(int) { sinkDev, sinkSector = resolveFind(top, r.next()) })
+			gen := testenv.Paired(b, func(int) { sinkSector = r.next() })
+			b.ReportMetric(walk, "walk-ns/op")
+			b.ReportMetric(gen, "rand-ns/op")
+			b.ReportMetric(walk/testenv.NsPerOp(b), "x-vs-walk")
+		})
+	}
+}
+
+// BenchmarkCompiledLayouts is how the compiled map's layout was chosen:
+// the same pieces of top's map (3 x 100k segments) found by each
+// alternative, at fresh random sectors. The first is the layout in use.
+func BenchmarkCompiledLayouts(b *testing.B) {
+	bl := levelsOf(b, 100_000)
+	c := stack.Compile(bl.devs[2])
+	alts := stack.CompiledLayouts(c)
+	r := &randSectors{x: 1, size: c.Size()}
+	for range 1 << 12 {
+		s := r.next()
+		want := alts[0].Find(s)
+		for _, a := range alts[1:] {
+			if got := a.Find(s); got != want {
+				b.Fatalf("%s: sector %d gives %d, want %d", a.Name, s, got, want)
+			}
+		}
+	}
+	for _, a := range alts {
+		b.Run(a.Name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				sinkSector = a.Find(r.next())
+			}
+		})
+		// The same with each sector depending on the previous result, so
+		// that lookups cannot overlap: the latency a piece of I/O waits.
+		b.Run(a.Name+"/dependent", func(b *testing.B) {
+			var prev uint64
+			for i := 0; i < b.N; i++ {
+				prev = a.Find(r.next() + prev&zeroMask)
+			}
+			sinkSector = prev
+		})
+	}
+}
+
+// zeroMask is 0, but the compiler cannot know it: x + y&zeroMask makes x
+// wait for y.
+var zeroMask uint64

@@ -1,0 +1,115 @@
+package stack
+
+// Exported to the external tests: the alternative lookups the compiled
+// map's layout was chosen against (see BenchmarkCompiledLayouts).
+
+import (
+	"math/bits"
+	"sort"
+)
+
+// LayoutFinder finds the piece of a compiled map holding a sector by one
+// of the alternative layouts, and returns the sector's translation (the
+// piece's base added), so that every variant reads the piece.
+type LayoutFinder struct {
+	Name string
+	Find func(s uint64) uint64
+}
+
+// CompiledLayouts returns the alternatives for c.
+func CompiledLayouts(c *Compiled) []LayoutFinder {
+	pcs := c.pcs
+	ends := make([]uint64, len(pcs))
+	highs := make([]uint64, len(pcs))
+	for i := range pcs {
+		ends[i] = pcs[i].end
+		highs[i] = pcs[i].end - 1
+	}
+	ix := newIndex(highs)
+	out := []LayoutFinder{
+		{"buckets(avg)", func(s uint64) uint64 { i := c.find(s); return s + pcs[i].base }},
+		{"sort.Search", func(s uint64) uint64 {
+			i := sort.Search(len(ends), func(i int) bool { return ends[i] > s })
+			return s + pcs[i].base
+		}},
+		{"branchless-bsearch", func(s uint64) uint64 {
+			base, n := 0, len(ends)
+			for n > 1 {
+				half := n / 2
+				if ends[base+half-1] <= s {
+					base += half
+				}
+				n -= half
+			}
+			return s + pcs[base].base
+		}},
+		{"kernel-btree", func(s uint64) uint64 { i := ix.find(s); return s + pcs[i].base }},
+	}
+	for _, d := range []int{-2, -1, 1, 2} {
+		shift, nb, bkt := altBuckets(c, d)
+		name := "buckets(avg/" + itoa(1<<max(0, -d)) + ")"
+		if d > 0 {
+			name = "buckets(avg*" + itoa(1<<d) + ")"
+		}
+		out = append(out, LayoutFinder{name, func(s uint64) uint64 {
+			b := min(s>>shift, nb)
+			i, j := int(bkt[b]), int(bkt[b+1])
+			if j-i <= linearScan {
+				for pcs[i].end <= s {
+					i++
+				}
+			} else {
+				for i < j {
+					m := int(uint(i+j) >> 1)
+					if pcs[m].end <= s {
+						i = m + 1
+					} else {
+						j = m
+					}
+				}
+			}
+			return s + pcs[i].base
+		}})
+	}
+	// Ends apart from the rest of the pieces (scan 8 to a line, then read
+	// the piece).
+	shift, nb, bkt := c.shift, c.nb, c.bkt
+	out = append(out, LayoutFinder{"buckets(avg)+ends-apart", func(s uint64) uint64 {
+		b := min(s>>shift, nb)
+		i := int(bkt[b])
+		for ends[i] <= s {
+			i++
+		}
+		return s + pcs[i].base
+	}})
+	return out
+}
+
+// altBuckets builds a bucket index d powers of two finer (d < 0) or
+// coarser (d > 0) than the map's.
+func altBuckets(c *Compiled, d int) (uint, uint64, []uint32) {
+	shift := uint(max(0, int(c.shift)+d))
+	if c.size == 0 {
+		return 63, 0, []uint32{0, 0}
+	}
+	nb := (c.size-1)>>shift + 1
+	bkt := make([]uint32, nb+2)
+	i := 0
+	for b := uint64(0); b < nb; b++ {
+		for s := b << shift; c.pcs[i].end <= s; {
+			i++
+		}
+		bkt[b] = uint32(i)
+	}
+	bkt[nb], bkt[nb+1] = uint32(len(c.pcs)-1), uint32(len(c.pcs)-1)
+	return shift, nb, bkt
+}
+
+func itoa(n int) string {
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return itoa(n/10) + string(rune('0'+n%10))
+}
+
+var _ = bits.Len64
