@@ -7,10 +7,12 @@ package stack_test
 import (
 	"fmt"
 	"math/bits"
+	"runtime"
 	"testing"
 
 	"github.com/daxstack/daxstack/internal/testenv"
 	"github.com/daxstack/daxstack/stack"
+	"github.com/daxstack/daxstack/stack/stacktest"
 )
 
 // resolveFast follows a compiled map to a leaf the way the I/O path does
@@ -143,3 +145,66 @@ func BenchmarkCompiledLayouts(b *testing.B) {
 // zeroMask is 0, but the compiler cannot know it: x + y&zeroMask makes x
 // wait for y.
 var zeroMask uint64
+
+// heapNow returns the live heap after a collection.
+func heapNow() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// BenchmarkCompiledBuild builds the compiled maps of the 3 x n stack
+// (bottom, mid and top, each from scratch) the way an embedded process
+// would after loading the tables from the store. Baseline in the same
+// run: loading and resuming the same three tables into a new pool (the
+// part of every embedded command that re-reads the tables). A resume that
+// also builds the maps costs at most (1 + x-of-load) times today's, and
+// less, since the process does more than load the tables. It also reports
+// the memory of the maps and of the tables (the live heap they add).
+func BenchmarkCompiledBuild(b *testing.B) {
+	for _, n := range []int{100_000, 10_000} {
+		b.Run(fmt.Sprintf("segs=%d", n), func(b *testing.B) {
+			bl := levelsOf(b, n)
+			texts := make([]string, 3)
+			for i, d := range bl.devs {
+				texts[i] = d.Active().String()
+			}
+			loadAll := func() *stack.Device {
+				p := stack.NewPool(stacktest.Opener(bl.leaves...))
+				var d *stack.Device
+				for i, name := range []string{"bottom", "mid", "top"} {
+					d = stacktest.MustCreate(b, p, name, texts[i])
+				}
+				return d
+			}
+			top := loadAll()
+			h0 := heapNow()
+			maps := stack.NewCompiledMaps()
+			maps.Update(top)
+			mapBytes := heapNow() - h0
+			var statBytes int
+			for _, d := range maps.Below(top) {
+				statBytes += maps.Get(d).Stats().Bytes
+			}
+			h0 = heapNow()
+			top2 := loadAll()
+			tableBytes := heapNow() - h0
+			runtime.KeepAlive(top2)
+			runtime.KeepAlive(maps)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				stack.NewCompiledMaps().Update(top)
+			}
+			b.StopTimer()
+			load := testenv.Paired(b, func(int) { loadAll() })
+			b.ReportMetric(load/1e6, "load-ms/op")
+			b.ReportMetric(testenv.NsPerOp(b)/load, "x-of-load")
+			b.ReportMetric(float64(mapBytes)/1e6, "maps-MB")
+			b.ReportMetric(float64(statBytes)/1e6, "maps-stats-MB")
+			b.ReportMetric(float64(tableBytes)/1e6, "tables-MB")
+		})
+	}
+}

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"math/bits"
+	"slices"
 	"unsafe"
 )
 
@@ -45,7 +46,6 @@ const maxPieces = 1 << 31
 type cbuild struct {
 	c     *Compiled
 	kid   func(*Device) *Compiled
-	spans []cspan
 
 	leafIx  map[*Dev]uint32
 	mapIx   map[*Compiled]uint32
@@ -63,7 +63,8 @@ func newBuild(c *Compiled, kid func(*Device) *Compiled) *cbuild {
 	}
 }
 
-// cspan is a piece being built: it covers [start, end).
+// cspan is a piece being built: it covers [start, end). The pieces of a
+// map are added in order, each starting where the previous one ended.
 type cspan struct {
 	start, end uint64
 	base       uint64
@@ -92,7 +93,7 @@ func compile(d *Device, t *Table, kid func(*Device) *Compiled) *Compiled {
 		}
 	}
 	if t != nil {
-		b.spans = make([]cspan, 0, len(t.segs)+1)
+		c.pcs = make([]cpiece, 0, len(t.segs)+1)
 		for i := range t.segs {
 			b.segment(&t.segs[i])
 			if b.full {
@@ -104,8 +105,9 @@ func compile(d *Device, t *Table, kid func(*Device) *Compiled) *Compiled {
 		*c = Compiled{dev: d, table: t, size: t.Size(), chains: [][]Hook{nil}, kids: c.kids}
 		b = newBuild(c, kid)
 		b.step(0, c.size)
+		c.pcs = slices.Clip(c.pcs)
 	}
-	b.spans = append(b.spans, cspan{start: c.size, end: maxSector, ref: kStep<<refShift | b.mapRef(c)})
+	c.pcs = append(c.pcs, cpiece{end: maxSector, ref: kStep<<refShift | b.mapRef(c)})
 	b.layout()
 	return c
 }
@@ -261,17 +263,18 @@ func (b *cbuild) add(sp cspan) {
 	if sp.start >= sp.end {
 		return
 	}
-	if n := len(b.spans); n > 0 {
-		if l := &b.spans[n-1]; l.end == sp.start && l.ref == sp.ref && l.base == sp.base && l.chain == sp.chain {
+	pcs := b.c.pcs
+	if n := len(pcs); n > 0 {
+		if l := &pcs[n-1]; l.ref == sp.ref && l.base == sp.base && l.chain == sp.chain {
 			l.end = sp.end
 			return
 		}
 	}
-	if len(b.spans) >= maxPieces-1 {
+	if len(pcs) >= maxPieces-1 {
 		b.full = true
 		return
 	}
-	b.spans = append(b.spans, sp)
+	b.c.pcs = append(pcs, cpiece{end: sp.end, base: sp.base, ref: sp.ref, chain: sp.chain})
 }
 
 // importRef returns ref of a piece of map cm as a ref of the map being
@@ -363,12 +366,11 @@ func (b *cbuild) chain(own *Hook, delta uint64, below *Compiled, id uint32) uint
 	return c
 }
 
-// layout turns the spans into the pieces and the bucket index.
+// layout builds the bucket index over the pieces.
 func (b *cbuild) layout() {
 	c := b.c
-	c.pcs = make([]cpiece, len(b.spans))
-	for i, sp := range b.spans {
-		c.pcs[i] = cpiece{end: sp.end, base: sp.base, ref: sp.ref, chain: sp.chain}
+	if cap(c.pcs) > len(c.pcs)+len(c.pcs)/8 {
+		c.pcs = slices.Clone(c.pcs) // give back what append overallocated
 	}
 	c.shift, c.nb = bucketShift(c.size, len(c.pcs)-1)
 	c.bkt = make([]uint32, c.nb+2)
