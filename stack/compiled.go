@@ -149,12 +149,12 @@ type Place struct {
 	// Hooks is the id of the chain of EndIOer levels the sector passes
 	// through above where it lands (see Compiled.Hooks); 0 when none.
 	Hooks uint32
+	land  uint64 // the sector plus its piece's base, where hook deltas count from
 }
 
 // Hook is one level on a piece's path whose target watches outcomes
-// (EndIOer) without changing where I/O goes. For a looked-up sector s of
-// the compiled device, the sector on Device is s + base + Delta, where
-// base is the piece's: Compiled.HookSector computes it.
+// (EndIOer) without changing where I/O goes. The sector on Device of a
+// looked-up sector is Place.HookSector(h).
 type Hook struct {
 	Device  *Device
 	Segment *Segment // in the table the map was built from
@@ -197,23 +197,21 @@ func (c *Compiled) Lookup(s uint64) Place {
 	idx := p.ref & refMask
 	switch p.ref >> refShift {
 	case kLeaf:
-		return Place{Kind: PlaceLeaf, Leaf: c.leaves[idx], Sector: s + p.base, Run: p.end - s, Hooks: p.chain}
+		return Place{Kind: PlaceLeaf, Leaf: c.leaves[idx], Sector: s + p.base, Run: p.end - s, Hooks: p.chain, land: s + p.base}
 	case kStripe:
-		return c.pats[idx].place(s, s+p.base, p.end-s, p.chain)
+		return c.pats[idx].place(s+p.base, p.end-s, p.chain)
 	case kZero:
-		return Place{Kind: PlaceZero, Run: p.end - s, Hooks: p.chain}
+		return Place{Kind: PlaceZero, Run: p.end - s, Hooks: p.chain, land: s + p.base}
 	case kNext:
-		return Place{Kind: PlaceNext, Map: c.maps[idx], Sector: s + p.base, Run: p.end - s, Hooks: p.chain}
+		return Place{Kind: PlaceNext, Map: c.maps[idx], Sector: s + p.base, Run: p.end - s, Hooks: p.chain, land: s + p.base}
 	default:
-		return Place{Kind: PlaceStep, Map: c.maps[idx], Sector: s + p.base, Run: p.end - s, Hooks: p.chain}
+		return Place{Kind: PlaceStep, Map: c.maps[idx], Sector: s + p.base, Run: p.end - s, Hooks: p.chain, land: s + p.base}
 	}
 }
 
-// HookSector returns the sector on h.Device of sector s of the compiled
-// device, for a hook of the chain of the piece holding s.
-func (c *Compiled) HookSector(s uint64, h Hook) uint64 {
-	return s + c.pcs[c.find(s)].base + h.Delta
-}
+// HookSector returns the sector on h.Device of the looked-up sector, for a
+// hook h of the chain p.Hooks.
+func (p Place) HookSector(h Hook) uint64 { return p.land + h.Delta }
 
 // linearScan is the most pieces a lookup reads one after the other before
 // it searches instead.
@@ -240,9 +238,9 @@ func (c *Compiled) find(s uint64) int {
 	return i
 }
 
-// place resolves offset rel of the striped segment (sector s of the
-// compiled device), with run sectors left in the piece.
-func (pt *stripePat) place(s, rel, run uint64, chain uint32) Place {
+// place resolves offset rel of the striped segment, with run sectors left
+// in the piece.
+func (pt *stripePat) place(rel, run uint64, chain uint32) Place {
 	var c, intra uint64
 	if pt.cshift >= 0 {
 		c, intra = rel>>uint(pt.cshift), rel&(pt.chunk-1)
@@ -260,11 +258,11 @@ func (pt *stripePat) place(s, rel, run uint64, chain uint32) Place {
 	sector := d.base + row*pt.chunk + intra
 	switch d.kind {
 	case kLeaf:
-		return Place{Kind: PlaceLeaf, Leaf: d.leaf, Sector: sector, Run: run, Hooks: chain}
+		return Place{Kind: PlaceLeaf, Leaf: d.leaf, Sector: sector, Run: run, Hooks: chain, land: rel}
 	case kZero:
-		return Place{Kind: PlaceZero, Run: run, Hooks: chain}
+		return Place{Kind: PlaceZero, Run: run, Hooks: chain, land: rel}
 	default:
-		return Place{Kind: PlaceNext, Map: d.next, Sector: sector, Run: run, Hooks: chain}
+		return Place{Kind: PlaceNext, Map: d.next, Sector: sector, Run: run, Hooks: chain, land: rel}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/daxstack/daxstack/internal/testenv"
 	"github.com/daxstack/daxstack/stack"
@@ -108,8 +109,13 @@ func BenchmarkCompiledMapFresh(b *testing.B) {
 }
 
 // BenchmarkCompiledLayouts is how the compiled map's layout was chosen:
-// the same pieces of top's map (3 x 100k segments) found by each
-// alternative, at fresh random sectors. The first is the layout in use.
+// the pieces of top's map (3 x 100k segments) found by each alternative
+// layout at fresh random sectors, the alternatives taking turns in short
+// rounds so that all see the same machine (it is shared: a figure
+// measured a second later can be off by half). Each reports two figures:
+// <name>-ns, lookups that may overlap (throughput), and <name>-dep-ns,
+// each sector depending on the previous result (the latency a piece of
+// I/O waits for). ns/op is one round of all of them.
 func BenchmarkCompiledLayouts(b *testing.B) {
 	bl := levelsOf(b, 100_000)
 	c := stack.Compile(bl.devs[2])
@@ -124,21 +130,31 @@ func BenchmarkCompiledLayouts(b *testing.B) {
 			}
 		}
 	}
-	for _, a := range alts {
-		b.Run(a.Name, func(b *testing.B) {
-			for i := 0; i < b.N; i++ {
+	const batch = 1 << 14
+	free := make([]time.Duration, len(alts))
+	dep := make([]time.Duration, len(alts))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for k, a := range alts {
+			t0 := time.Now()
+			for range batch {
 				sinkSector = a.Find(r.next())
 			}
-		})
-		// The same with each sector depending on the previous result, so
-		// that lookups cannot overlap: the latency a piece of I/O waits.
-		b.Run(a.Name+"/dependent", func(b *testing.B) {
+			t1 := time.Now()
 			var prev uint64
-			for i := 0; i < b.N; i++ {
+			for range batch {
 				prev = a.Find(r.next() + prev&zeroMask)
 			}
 			sinkSector = prev
-		})
+			free[k] += t1.Sub(t0)
+			dep[k] += time.Since(t1)
+		}
+	}
+	b.StopTimer()
+	n := float64(b.N) * batch
+	for k, a := range alts {
+		b.ReportMetric(float64(free[k].Nanoseconds())/n, a.Name+"-ns")
+		b.ReportMetric(float64(dep[k].Nanoseconds())/n, a.Name+"-dep-ns")
 	}
 }
 

@@ -45,16 +45,20 @@ func CompiledLayouts(c *Compiled) []LayoutFinder {
 		}},
 		{"kernel-btree", func(s uint64) uint64 { i := ix.find(s); return s + pcs[i].base }},
 	}
-	for _, d := range []int{-2, -1, 1, 2} {
+	for _, d := range []int{-2, -1, 1, 2, 3, 4, 5} {
 		shift, nb, bkt := altBuckets(c, d)
 		name := "buckets(avg/" + itoa(1<<max(0, -d)) + ")"
 		if d > 0 {
 			name = "buckets(avg*" + itoa(1<<d) + ")"
 		}
+		scan := linearScan
+		if d > 2 {
+			scan = 1 << (d + 1)
+		}
 		out = append(out, LayoutFinder{name, func(s uint64) uint64 {
 			b := min(s>>shift, nb)
 			i, j := int(bkt[b]), int(bkt[b+1])
-			if j-i <= linearScan {
+			if j-i <= scan {
 				for pcs[i].end <= s {
 					i++
 				}
@@ -73,15 +77,17 @@ func CompiledLayouts(c *Compiled) []LayoutFinder {
 	}
 	// Ends apart from the rest of the pieces (scan 8 to a line, then read
 	// the piece).
-	shift, nb, bkt := c.shift, c.nb, c.bkt
-	out = append(out, LayoutFinder{"buckets(avg)+ends-apart", func(s uint64) uint64 {
-		b := min(s>>shift, nb)
-		i := int(bkt[b])
-		for ends[i] <= s {
-			i++
-		}
-		return s + pcs[i].base
-	}})
+	for _, d := range []int{0, 2, 3} {
+		shift, nb, bkt := altBuckets(c, d)
+		out = append(out, LayoutFinder{"buckets(avg*" + itoa(1<<d) + ")+ends-apart", func(s uint64) uint64 {
+			b := min(s>>shift, nb)
+			i := int(bkt[b])
+			for ends[i] <= s {
+				i++
+			}
+			return s + pcs[i].base
+		}})
+	}
 	return out
 }
 

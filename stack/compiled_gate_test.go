@@ -61,7 +61,7 @@ func TestCompiledMapsUnderTheGate(t *testing.T) {
 // unpublishing the maps, which the test must catch (checked by
 // TestCompiledGateTestCanFail).
 func testMapsUnderGate(t testing.TB, unpublish bool) (stale int64) {
-	const span, gens = 4096, 60
+	const span, gens = 4096, 40
 	p := NewPool(func(string) (Leaf, error) { return gateLeaf{size: span * (gens + 2)}, nil })
 	mk := func(name, text string) *Device {
 		d, err := p.Create(name, "")
@@ -103,6 +103,7 @@ func testMapsUnderGate(t testing.TB, unpublish bool) (stale int64) {
 				if c == nil {
 					p.gate.exit(tok) // the per-level walk would park at bottom
 					slow.Add(1)
+					runtime.Gosched()
 					continue
 				}
 				gen := int64(-1)
@@ -121,11 +122,14 @@ func testMapsUnderGate(t testing.TB, unpublish bool) (stale int64) {
 				sections.Add(1)
 				if gen < g0 {
 					staleN.Add(1)
+					if !unpublish {
+						stop.Store(true) // seen: that is all the failing variant needs
+					}
 				}
 			}
 		}()
 	}
-	for g := 1; g <= gens; g++ {
+	for g := 1; g <= gens && !stop.Load(); g++ {
 		// Suspend(bottom): unpublish what depends on it, then suspend
 		// (flag and gate.synchronize).
 		if unpublish {
@@ -150,7 +154,7 @@ func testMapsUnderGate(t testing.TB, unpublish bool) (stale int64) {
 			}
 		}
 		// Let the readers use the new maps for a while.
-		for n := sections.Load(); sections.Load() < n+5 && !t.Failed(); {
+		for n := sections.Load(); sections.Load() < n+5 && !t.Failed() && !stop.Load(); {
 			runtime.Gosched()
 		}
 	}

@@ -151,7 +151,7 @@ func resolveCompiled(c *stack.Compiled, s uint64) (walked, int) {
 		}
 		run = min(run, p.Run)
 		for _, h := range c.Hooks(p.Hooks) {
-			w.hooks += fmt.Sprintf(" %s/%d:%d", h.Device.Name(), h.Segment.Begin, c.HookSector(s, h))
+			w.hooks += fmt.Sprintf(" %s/%d:%d", h.Device.Name(), h.Segment.Begin, p.HookSector(h))
 		}
 		switch p.Kind {
 		case stack.PlaceLeaf:
