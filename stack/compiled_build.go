@@ -44,8 +44,8 @@ const maxPieces = 1 << 31
 
 // cbuild is the state of one map's build.
 type cbuild struct {
-	c     *Compiled
-	kid   func(*Device) *Compiled
+	c   *Compiled
+	kid func(*Device) *Compiled
 
 	leafIx  map[*Dev]uint32
 	mapIx   map[*Compiled]uint32
