@@ -71,13 +71,18 @@ const (
 	refMask  = 1<<refShift - 1
 )
 
-// The piece kinds, as stored in cpiece.ref.
+// The piece kinds, as stored in cpiece.ref. Both kStep and kAsk are steps
+// for the I/O path; they differ for the reverse index: a kStep piece holds
+// no data of any child (a past-the-end or failing range), a kAsk piece
+// holds data the map does not place (a target with run-time behaviour,
+// or a segment the build gave up on).
 const (
 	kLeaf = iota
 	kZero
 	kStripe
 	kNext
 	kStep
+	kAsk
 )
 
 type childMap struct {
@@ -91,16 +96,18 @@ type childMap struct {
 type stripePat struct {
 	chunk, k       uint64
 	cshift, kshift int8 // log2(chunk), log2(k); -1 when not a power of two
-	dst            []stripeDst
+	dst            []StripeDest
 }
 
-// stripeDst is where one stripe goes: the sector on the destination is
-// base + row*chunk + (rel%chunk).
-type stripeDst struct {
-	kind uint8 // kLeaf, kZero or kNext
-	leaf *Dev
-	next *Compiled
-	base uint64
+// StripeDest is where one stripe of a stripe piece goes: offset rel of
+// the striped segment, in row rel/chunk/k, lands at Sector +
+// row*chunk + rel%chunk of Leaf (PieceLeaf) or of Map's device
+// (PieceNext: the lookup goes on there), or nowhere (PieceZero).
+type StripeDest struct {
+	Kind   PieceKind
+	Leaf   *Dev
+	Map    *Compiled
+	Sector uint64
 }
 
 // PlaceKind says what a lookup found.
@@ -255,14 +262,14 @@ func (pt *stripePat) place(rel, run uint64, chain uint32) Place {
 	}
 	run = min(run, pt.chunk-intra)
 	d := &pt.dst[st]
-	sector := d.base + row*pt.chunk + intra
-	switch d.kind {
-	case kLeaf:
-		return Place{Kind: PlaceLeaf, Leaf: d.leaf, Sector: sector, Run: run, Hooks: chain, land: rel}
-	case kZero:
+	sector := d.Sector + row*pt.chunk + intra
+	switch d.Kind {
+	case PieceLeaf:
+		return Place{Kind: PlaceLeaf, Leaf: d.Leaf, Sector: sector, Run: run, Hooks: chain, land: rel}
+	case PieceZero:
 		return Place{Kind: PlaceZero, Run: run, Hooks: chain, land: rel}
 	default:
-		return Place{Kind: PlaceNext, Map: d.next, Sector: sector, Run: run, Hooks: chain, land: rel}
+		return Place{Kind: PlaceNext, Map: d.Map, Sector: sector, Run: run, Hooks: chain, land: rel}
 	}
 }
 

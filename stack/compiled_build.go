@@ -104,7 +104,7 @@ func compile(d *Device, t *Table, kid func(*Device) *Compiled) *Compiled {
 	if b.full {
 		*c = Compiled{dev: d, table: t, size: t.Size(), chains: [][]Hook{nil}, kids: c.kids}
 		b = newBuild(c, kid)
-		b.step(0, c.size)
+		b.ask(0, c.size)
 		c.pcs = slices.Clip(c.pcs)
 	}
 	c.pcs = append(c.pcs, cpiece{end: maxSector, ref: kStep<<refShift | b.mapRef(c)})
@@ -118,7 +118,7 @@ func (b *cbuild) segment(seg *Segment) {
 	_, mapper := tg.(IOMapper)
 	_, delayer := tg.(Delayer)
 	if mapper || delayer {
-		b.step(seg.Begin, seg.End())
+		b.ask(seg.Begin, seg.End())
 		return
 	}
 	var own *Hook
@@ -131,7 +131,7 @@ func (b *cbuild) segment(seg *Segment) {
 	for off, n := uint64(0), 0; off < seg.Len; n++ {
 		at := seg.Begin + off
 		if n == maxEnumRuns {
-			b.step(at, seg.End())
+			b.ask(at, seg.End())
 			return
 		}
 		m, err := tg.Map(off)
@@ -148,9 +148,16 @@ func (b *cbuild) segment(seg *Segment) {
 	}
 }
 
-// step adds sectors [start, end) of the device as a step at the device.
+// step adds sectors [start, end) of the device, which hold no data of a
+// child (they fail), as a step at the device.
 func (b *cbuild) step(start, end uint64) {
 	b.add(cspan{start: start, end: end, ref: kStep<<refShift | b.mapRef(b.c)})
+}
+
+// ask adds sectors [start, end) of the device, whose data the map does
+// not place, as a step at the device.
+func (b *cbuild) ask(start, end uint64) {
+	b.add(cspan{start: start, end: end, ref: kAsk<<refShift | b.mapRef(b.c)})
 }
 
 // run adds sectors [at, at+r) of the device, which are sectors
@@ -172,7 +179,7 @@ func (b *cbuild) run(at uint64, dev *Dev, cs, r uint64, own *Hook) {
 	}
 	cm := b.kid(dev.md)
 	if cm == nil { // not a child the table declared (Areas): no composition
-		b.step(at, at+r)
+		b.ask(at, at+r)
 		return
 	}
 	end := cs + r
@@ -208,11 +215,11 @@ func (b *cbuild) stripe(seg *Segment, st Striper, own *Hook) bool {
 	if a := areas[last%k]; !agrees(seg.Target, last*chunk, chunk, a.Dev, a.Start+(last/k)*chunk) {
 		return false
 	}
-	pat := &stripePat{chunk: chunk, k: k, cshift: log2Exact(chunk), kshift: log2Exact(k), dst: make([]stripeDst, k)}
+	pat := &stripePat{chunk: chunk, k: k, cshift: log2Exact(chunk), kshift: log2Exact(k), dst: make([]StripeDest, k)}
 	for i, a := range areas {
 		d, ok := b.stripeDst(a)
 		if !ok { // a stripe past its leaf's end: the per-level walk reports it
-			b.step(seg.Begin, seg.End())
+			b.ask(seg.Begin, seg.End())
 			return true
 		}
 		pat.dst[i] = d
@@ -233,28 +240,28 @@ func agrees(tg Target, off, chunk uint64, dev *Dev, cs uint64) bool {
 // stripeDst returns where stripe area a goes: one leaf run or one zero run
 // when the whole area is one, else the area's device's map. ok is false
 // when the area passes its leaf's end.
-func (b *cbuild) stripeDst(a Area) (stripeDst, bool) {
+func (b *cbuild) stripeDst(a Area) (StripeDest, bool) {
 	if a.Dev.leaf != nil {
 		size := a.Dev.leaf.Size()
 		if a.Start >= size || a.Len > size-a.Start {
-			return stripeDst{}, false
+			return StripeDest{}, false
 		}
-		return stripeDst{kind: kLeaf, leaf: a.Dev, base: a.Start}, true
+		return StripeDest{Kind: PieceLeaf, Leaf: a.Dev, Sector: a.Start}, true
 	}
 	cm := b.kid(a.Dev.md)
 	if cm == nil {
-		return stripeDst{}, false
+		return StripeDest{}, false
 	}
 	p := &cm.pcs[cm.find(a.Start)]
 	if p.chain == 0 && p.end-a.Start >= a.Len {
 		switch p.ref >> refShift {
 		case kLeaf:
-			return stripeDst{kind: kLeaf, leaf: cm.leaves[p.ref&refMask], base: a.Start + p.base}, true
+			return StripeDest{Kind: PieceLeaf, Leaf: cm.leaves[p.ref&refMask], Sector: a.Start + p.base}, true
 		case kZero:
-			return stripeDst{kind: kZero}, true
+			return StripeDest{Kind: PieceZero}, true
 		}
 	}
-	return stripeDst{kind: kNext, next: cm, base: a.Start}, true
+	return StripeDest{Kind: PieceNext, Map: cm, Sector: a.Start}, true
 }
 
 // add appends a span, merging it into the previous one when it continues
@@ -286,7 +293,7 @@ func (b *cbuild) importRef(cm *Compiled, ref uint32) uint32 {
 		return kLeaf<<refShift | b.leafRef(cm.leaves[i])
 	case kStripe:
 		return kStripe<<refShift | b.patRef(cm.pats[i])
-	case kNext, kStep:
+	case kNext, kStep, kAsk:
 		return kind<<refShift | b.mapRef(cm.maps[i])
 	}
 	return ref
@@ -414,7 +421,7 @@ func (b *cbuild) stats() CompiledStats {
 		switch c.pcs[i].ref >> refShift {
 		case kStripe:
 			s.Stripes++
-		case kStep:
+		case kStep, kAsk:
 			s.Steps++
 		case kNext:
 			s.Nexts++
@@ -429,7 +436,7 @@ func (b *cbuild) stats() CompiledStats {
 	}
 	// Patterns built here (those shared from below are counted there).
 	for _, p := range b.own {
-		s.Bytes += int(unsafe.Sizeof(stripePat{})) + cap(p.dst)*int(unsafe.Sizeof(stripeDst{}))
+		s.Bytes += int(unsafe.Sizeof(stripePat{})) + cap(p.dst)*int(unsafe.Sizeof(StripeDest{}))
 	}
 	return s
 }

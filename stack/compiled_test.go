@@ -88,3 +88,87 @@ func describe(rs *randStack) string {
 	}
 	return out
 }
+
+// TestCompiledPiecesAndGraph: Graph.Compile builds from the snapshot's
+// tables maps that agree with the walk; Pieces lists each map's pieces
+// contiguously from 0 to the device's size, each saying what Lookup says
+// at its first and last sector.
+func TestCompiledPiecesAndGraph(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 3))
+	for iter := range 200 {
+		o := randOpts{devices: 1 + rng.IntN(6), maxSegs: 1 + rng.IntN(6), maxLen: 1 + rng.Uint64N(96), maxDepth: 1 + rng.IntN(4), hooks: iter%2 == 0}
+		rs, err := newRandStack(rng, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps := rs.p.Graph().Compile()
+		for _, d := range rs.devs {
+			c := maps[d]
+			if err := checkAll(c, d); err != nil {
+				t.Fatalf("stack %d: %v\n%s", iter, err, describe(rs))
+			}
+			at := uint64(0)
+			for pc := range c.Pieces() {
+				if pc.Start != at || pc.End <= pc.Start {
+					t.Fatalf("stack %d %s: piece [%d, %d) after %d", iter, d.Name(), pc.Start, pc.End, at)
+				}
+				for _, s := range []uint64{pc.Start, pc.End - 1} {
+					if err := pieceSays(c, pc, s); err != nil {
+						t.Fatalf("stack %d %s: %v", iter, d.Name(), err)
+					}
+				}
+				at = pc.End
+			}
+			if at != d.Size() {
+				t.Fatalf("stack %d %s: pieces end at %d, the device at %d", iter, d.Name(), at, d.Size())
+			}
+		}
+	}
+}
+
+// pieceSays checks that Lookup(s) agrees with piece pc holding s.
+func pieceSays(c *stack.Compiled, pc stack.CompiledPiece, s uint64) error {
+	p := c.Lookup(s)
+	bad := func() error { return fmt.Errorf("sector %d: lookup %+v, piece %+v", s, p, pc) }
+	switch pc.Kind {
+	case stack.PieceLeaf:
+		if p.Kind != stack.PlaceLeaf || p.Leaf != pc.Leaf || p.Sector != pc.Sector+(s-pc.Start) || p.Run != pc.End-s {
+			return bad()
+		}
+	case stack.PieceZero:
+		if p.Kind != stack.PlaceZero {
+			return bad()
+		}
+	case stack.PieceNext, stack.PieceStep, stack.PieceAsk:
+		want := stack.PlaceNext
+		if pc.Kind != stack.PieceNext {
+			want = stack.PlaceStep
+		}
+		if p.Kind != want || p.Map != pc.Map || p.Sector != pc.Sector+(s-pc.Start) {
+			return bad()
+		}
+	case stack.PieceStripe:
+		rel := pc.Offset + (s - pc.Start)
+		ch := rel / pc.Chunk
+		k := uint64(len(pc.Stripes))
+		d := pc.Stripes[ch%k]
+		sector := d.Sector + ch/k*pc.Chunk + rel%pc.Chunk
+		switch d.Kind {
+		case stack.PieceLeaf:
+			if p.Kind != stack.PlaceLeaf || p.Leaf != d.Leaf || p.Sector != sector {
+				return bad()
+			}
+		case stack.PieceZero:
+			if p.Kind != stack.PlaceZero {
+				return bad()
+			}
+		case stack.PieceNext:
+			if p.Kind != stack.PlaceNext || p.Map != d.Map || p.Sector != sector {
+				return bad()
+			}
+		default:
+			return bad()
+		}
+	}
+	return nil
+}
