@@ -14,9 +14,10 @@ import "math"
 //   - a zero run: no backing store (the zero target), reads give zeros;
 //   - a stripe: a periodic pattern over whole chunks (see Striper) whose
 //     stripes each go to a leaf run, a zero run, or on to a lower map;
-//   - "go on" (PlaceNext): the levels above are pure, but the composition
-//     stops at a lower device (a stripe over a device that is not one leaf
-//     run per stripe); the lookup continues in that device's compiled map;
+//   - "go on" (PlaceNext, from a stripe): the levels above are pure, but
+//     the composition stops at a lower device (a stripe over a device that
+//     is not one leaf run per stripe); the lookup continues in that
+//     device's compiled map;
 //   - "step" (PlaceStep): a level whose target has run-time behaviour
 //     (IOMapper, Delayer), fails I/O (an error target, a Map error), or is
 //     mapped past the end of its child: the I/O path must go down from that
@@ -57,8 +58,8 @@ type Compiled struct {
 // cpiece is one piece: it covers the sectors from the previous piece's end
 // (0 for the first) to end. base translates: for a leaf run the leaf
 // sector is s+base, for a stripe the offset in the striped segment is
-// s+base, for next and step pieces the sector on the lower device is
-// s+base (all modulo 2^64).
+// s+base, for step pieces the sector on the step's device is s+base (all
+// modulo 2^64).
 type cpiece struct {
 	end   uint64
 	base  uint64
@@ -80,7 +81,6 @@ const (
 	kLeaf = iota
 	kZero
 	kStripe
-	kNext
 	kStep
 	kAsk
 )
@@ -209,8 +209,6 @@ func (c *Compiled) Lookup(s uint64) Place {
 		return c.pats[idx].place(s+p.base, p.end-s, p.chain)
 	case kZero:
 		return Place{Kind: PlaceZero, Run: p.end - s, Hooks: p.chain, land: s + p.base}
-	case kNext:
-		return Place{Kind: PlaceNext, Map: c.maps[idx], Sector: s + p.base, Run: p.end - s, Hooks: p.chain, land: s + p.base}
 	default:
 		return Place{Kind: PlaceStep, Map: c.maps[idx], Sector: s + p.base, Run: p.end - s, Hooks: p.chain, land: s + p.base}
 	}
@@ -278,7 +276,6 @@ type CompiledStats struct {
 	Pieces   int // pieces, the sentinel included
 	Stripes  int // stripe pieces
 	Steps    int // step pieces (the sentinel included)
-	Nexts    int // next pieces
 	Patterns int // distinct stripe patterns
 	Chains   int // distinct non-empty hook chains
 	Buckets  int

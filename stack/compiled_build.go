@@ -293,7 +293,7 @@ func (b *cbuild) importRef(cm *Compiled, ref uint32) uint32 {
 		return kLeaf<<refShift | b.leafRef(cm.leaves[i])
 	case kStripe:
 		return kStripe<<refShift | b.patRef(cm.pats[i])
-	case kNext, kStep, kAsk:
+	case kStep, kAsk:
 		return kind<<refShift | b.mapRef(cm.maps[i])
 	}
 	return ref
@@ -423,8 +423,6 @@ func (b *cbuild) stats() CompiledStats {
 			s.Stripes++
 		case kStep, kAsk:
 			s.Steps++
-		case kNext:
-			s.Nexts++
 		}
 	}
 	s.Bytes = int(unsafe.Sizeof(Compiled{})) +

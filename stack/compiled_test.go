@@ -139,12 +139,8 @@ func pieceSays(c *stack.Compiled, pc stack.CompiledPiece, s uint64) error {
 		if p.Kind != stack.PlaceZero {
 			return bad()
 		}
-	case stack.PieceNext, stack.PieceStep, stack.PieceAsk:
-		want := stack.PlaceNext
-		if pc.Kind != stack.PieceNext {
-			want = stack.PlaceStep
-		}
-		if p.Kind != want || p.Map != pc.Map || p.Sector != pc.Sector+(s-pc.Start) {
+	case stack.PieceStep, stack.PieceAsk:
+		if p.Kind != stack.PlaceStep || p.Map != pc.Map || p.Sector != pc.Sector+(s-pc.Start) {
 			return bad()
 		}
 	case stack.PieceStripe:

@@ -13,7 +13,8 @@ const (
 	PieceZero
 	// PieceStripe: a stripe pattern (Offset, Chunk, Stripes).
 	PieceStripe
-	// PieceNext: on Map's device from Sector on; its map places them.
+	// PieceNext: only as a StripeDest: on Map's device, whose map places
+	// them.
 	PieceNext
 	// PieceStep: on Map's device from Sector on, where they hold no data
 	// of any child: they fail there (an error target, a Map error, past
@@ -47,7 +48,7 @@ type CompiledPiece struct {
 	Start, End uint64 // sectors of the compiled device
 	Kind       PieceKind
 	Leaf       *Dev      // PieceLeaf
-	Map        *Compiled // PieceNext, PieceStep, PieceAsk
+	Map        *Compiled // PieceStep, PieceAsk
 	Sector     uint64    // of Start, on Leaf or on Map's device
 	// A stripe: Start is offset Offset of the striped segment, whose
 	// chunks of Chunk sectors go round robin to Stripes (see StripeDest).
@@ -72,8 +73,6 @@ func (c *Compiled) Pieces() iter.Seq[CompiledPiece] {
 			case kStripe:
 				pt := c.pats[idx]
 				v.Kind, v.Sector, v.Offset, v.Chunk, v.Stripes = PieceStripe, 0, start+p.base, pt.chunk, pt.dst
-			case kNext:
-				v.Kind, v.Map = PieceNext, c.maps[idx]
 			case kStep:
 				v.Kind, v.Map = PieceStep, c.maps[idx]
 			default:

@@ -1,0 +1,307 @@
+package rmapchain
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+
+	"github.com/daxstack/daxstack/extent"
+	"github.com/daxstack/daxstack/stack"
+)
+
+// Reverse is a compiled reverse index of one Graph: for every leaf, and
+// for every mapped device above it, the pieces of the device's compiled map
+// (stack.Compiled) that land on the leaf, sorted by leaf sector. Carrying a
+// few bad sectors of a leaf up is then one search per device above the
+// leaf, instead of an Rmap per segment and a set built at every level.
+//
+// It answers what Propagate answers, exactly and in the same form, for
+// the common question: a few sectors of one leaf, to every device above it.
+// Anything else (several sources, a mapped device as source, large sets,
+// sectors past the leaf's end, a filter, or a leaf under a target the
+// compiled maps do not flatten) goes to Propagate.
+type Reverse struct {
+	g      *stack.Graph
+	leaves map[*stack.Dev]*leafRev
+}
+
+type leafRev struct {
+	exact bool      // every device above the leaf is indexed exactly
+	devs  []*devRev // the devices with pieces on the leaf
+}
+
+// devRev is one device's pieces on one leaf.
+type devRev struct {
+	dev  *stack.Dev
+	ents []rent   // sorted by lo
+	ends []uint64 // each entry's hi, ascending, when the entries do not overlap
+	top  []uint64 // else the running maximum of hi
+}
+
+// rent is a leaf run of a device's map, or one stripe of a stripe piece:
+// leaf sectors [lo, hi) at most, for device sectors [start, end).
+type rent struct {
+	lo, hi     uint64
+	start, end uint64
+	// A stripe (chunk > 0): leaf sector x is row (x-lo0)/chunk, offset
+	// (x-lo0)%chunk of stripe i of k, whose row 0 starts at leaf sector
+	// lo0; the segment offset of row r, stripe i, is (r*k+i)*chunk, and
+	// the device sector of segment offset rel is rel - offset + start.
+	chunk, k, i uint64
+	lo0, offset uint64
+}
+
+// Fast-path limits: larger sets go to Propagate, which keeps strided
+// runs strided however large.
+const (
+	maxFastRuns    = 8
+	maxFastSectors = 1 << 12
+)
+
+// NewReverse compiles the maps of g's devices and builds the reverse
+// index of every leaf.
+func NewReverse(g *stack.Graph) *Reverse {
+	maps := g.Compile()
+	r := &Reverse{g: g, leaves: map[*stack.Dev]*leafRev{}}
+	exact := map[*stack.Dev]bool{}
+	for _, md := range g.Devices() {
+		d := md.Dev()
+		exact[d] = true
+		per := map[*stack.Dev][]rent{}
+		for pc := range maps[md].Pieces() {
+			switch pc.Kind {
+			case stack.PieceLeaf:
+				n := pc.End - pc.Start
+				per[pc.Leaf] = append(per[pc.Leaf], rent{lo: pc.Sector, hi: pc.Sector + n, start: pc.Start, end: pc.End})
+			case stack.PieceStripe:
+				k := uint64(len(pc.Stripes))
+				first, last := pc.Offset/pc.Chunk, (pc.Offset+pc.End-pc.Start-1)/pc.Chunk
+				for i, st := range pc.Stripes {
+					switch st.Kind {
+					case stack.PieceZero:
+						continue
+					case stack.PieceLeaf:
+					default:
+						exact[d] = false
+						continue
+					}
+					// The chunks of stripe i in [first, last].
+					cf := first + (uint64(i)+k-first%k)%k
+					if cf > last {
+						continue
+					}
+					cl := last - (last%k+k-uint64(i))%k
+					e := rent{
+						lo: st.Sector + cf/k*pc.Chunk, hi: st.Sector + (cl/k+1)*pc.Chunk,
+						start: pc.Start, end: pc.End,
+						chunk: pc.Chunk, k: k, i: uint64(i), lo0: st.Sector, offset: pc.Offset,
+					}
+					per[st.Leaf] = append(per[st.Leaf], e)
+				}
+			case stack.PieceAsk:
+				exact[d] = false
+			}
+		}
+		for leaf, ents := range per {
+			lr := r.leaves[leaf]
+			if lr == nil {
+				lr = &leafRev{}
+				r.leaves[leaf] = lr
+			}
+			lr.devs = append(lr.devs, newDevRev(d, ents))
+		}
+	}
+	for _, l := range g.Leaves() {
+		lr := r.leaves[l]
+		if lr == nil {
+			lr = &leafRev{}
+			r.leaves[l] = lr
+		}
+		lr.exact = true
+		for _, a := range g.Ancestors(l) {
+			if !exact[a.Dev()] {
+				lr.exact = false
+			}
+		}
+	}
+	return r
+}
+
+func newDevRev(d *stack.Dev, ents []rent) *devRev {
+	slices.SortFunc(ents, func(a, b rent) int { return cmp.Compare(a.lo, b.lo) })
+	dr := &devRev{dev: d, ents: ents}
+	disjoint := true
+	for i := 1; i < len(ents); i++ {
+		if ents[i].lo < ents[i-1].hi {
+			disjoint = false
+			break
+		}
+	}
+	if disjoint {
+		dr.ends = make([]uint64, len(ents))
+		for i := range ents {
+			dr.ends[i] = ents[i].hi
+		}
+	} else {
+		dr.top = make([]uint64, len(ents))
+		var m uint64
+		for i := range ents {
+			m = max(m, ents[i].hi)
+			dr.top[i] = m
+		}
+	}
+	return dr
+}
+
+// Propagate is Propagate(r's graph, sources, within), answered from the
+// index when it can (see Reverse).
+func (r *Reverse) Propagate(sources map[*stack.Dev]extent.Set, within func(*stack.Dev) bool) map[*stack.Dev]extent.Set {
+	if within == nil && len(sources) == 1 {
+		for leaf, set := range sources {
+			if out, ok := r.fast(leaf, set); ok {
+				return out
+			}
+		}
+	}
+	return Propagate(r.g, sources, within)
+}
+
+// fast answers for sectors set of leaf, or reports false.
+func (r *Reverse) fast(leaf *stack.Dev, set extent.Set) (map[*stack.Dev]extent.Set, bool) {
+	return r.answer(leaf, set, false)
+}
+
+// answer answers for sectors set of leaf from the index, or reports false;
+// with stripes false, also when a stripe entry contributes.
+func (r *Reverse) answer(leaf *stack.Dev, set extent.Set, stripes bool) (map[*stack.Dev]extent.Set, bool) {
+	lr := r.leaves[leaf]
+	if lr == nil || !lr.exact || !leaf.IsLeaf() {
+		return nil, false
+	}
+	runs := set.Runs()
+	if len(runs) == 0 || len(runs) > maxFastRuns || set.Sectors() > maxFastSectors {
+		return nil, false
+	}
+	for _, x := range runs {
+		if x.Count != 1 {
+			return nil, false
+		}
+	}
+	if runs[len(runs)-1].End() > leaf.Size() {
+		return nil, false // past the end: parents' sectors there fail, Propagate says which
+	}
+	out := make(map[*stack.Dev]extent.Set, len(lr.devs)+1)
+	out[leaf] = set
+	buf := runBufs.Get().(*[]extent.Run)
+	for _, dr := range lr.devs {
+		acc := (*buf)[:0]
+		striped := false
+		for _, x := range runs {
+			acc, striped = dr.collect(x.Start, x.End(), acc, striped)
+		}
+		*buf = acc
+		if striped && !stripes {
+			// Exact, but Propagate may arrange the same sectors in other
+			// runs (it normalises level by level): let it answer, so that
+			// events and reports print what they always printed.
+			runBufs.Put(buf)
+			return nil, false
+		}
+		if len(acc) > 0 {
+			out[dr.dev] = extent.Disjoint(acc...)
+		}
+	}
+	runBufs.Put(buf)
+	return out, true
+}
+
+var runBufs = sync.Pool{New: func() any { b := make([]extent.Run, 0, 16); return &b }}
+
+// collect appends the device runs of leaf sectors [lo, hi); striped
+// becomes true when a stripe entry gave some.
+func (dr *devRev) collect(lo, hi uint64, out []extent.Run, striped bool) ([]extent.Run, bool) {
+	ents := dr.ents
+	if dr.ends != nil {
+		i, j := 0, len(dr.ends)
+		for i < j { // the first entry ending after lo
+			m := int(uint(i+j) >> 1)
+			if dr.ends[m] <= lo {
+				i = m + 1
+			} else {
+				j = m
+			}
+		}
+		for ; i < len(ents) && ents[i].lo < hi; i++ {
+			n := len(out)
+			out = ents[i].collect(lo, hi, out)
+			striped = striped || (ents[i].chunk > 0 && len(out) > n)
+		}
+		return out, striped
+	}
+	// Overlapping entries: every entry starting before hi whose running
+	// maximum reaches past lo may overlap.
+	j, k := 0, len(ents)
+	for j < k { // the first entry starting at or after hi
+		m := int(uint(j+k) >> 1)
+		if ents[m].lo < hi {
+			j = m + 1
+		} else {
+			k = m
+		}
+	}
+	first := len(out)
+	for i := j - 1; i >= 0 && dr.top[i] > lo; i-- {
+		if ents[i].hi > lo {
+			n := len(out)
+			out = ents[i].collect(lo, hi, out)
+			striped = striped || (ents[i].chunk > 0 && len(out) > n)
+		}
+	}
+	slices.Reverse(out[first:])
+	return out, striped
+}
+
+// collect appends the device runs of leaf sectors [lo, hi) in e.
+func (e *rent) collect(lo, hi uint64, out []extent.Run) []extent.Run {
+	lo, hi = max(lo, e.lo), min(hi, e.hi)
+	if lo >= hi {
+		return out
+	}
+	if e.chunk == 0 {
+		return append(out, extent.ExtentRun(extent.Extent{Start: lo - e.lo + e.start, Len: hi - lo}))
+	}
+	// A stripe: chunk by chunk of the stripe, each a piece of one chunk
+	// of the segment, clipped to the piece.
+	for y := lo - e.lo0; y < hi-e.lo0; {
+		row, off := y/e.chunk, y%e.chunk
+		n := min(e.chunk-off, hi-e.lo0-y)
+		rel := (row*e.k+e.i)*e.chunk + off
+		// Device sectors [rel, rel+n) - offset + start, inside the piece.
+		a, b := max(rel, e.offset), min(rel+n, e.offset+(e.end-e.start))
+		if a < b {
+			out = append(out, extent.ExtentRun(extent.Extent{Start: a - e.offset + e.start, Len: b - a}))
+		}
+		y += n
+	}
+	return out
+}
+
+// reverseCache keeps the index of the graph last asked for: Pool.Graph
+// returns the same snapshot until a table or the device set changes.
+var reverseCache struct {
+	mu sync.Mutex
+	g  *stack.Graph
+	r  *Reverse
+}
+
+// ReverseOf returns the reverse index of g, building it on the first call
+// for g (the index of the graph before is dropped).
+func ReverseOf(g *stack.Graph) *Reverse {
+	c := &reverseCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.g != g {
+		c.g, c.r = g, NewReverse(g)
+	}
+	return c.r
+}
