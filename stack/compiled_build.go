@@ -17,9 +17,10 @@ func Compile(d *Device) *Compiled {
 	built := map[*Device]*Compiled{}
 	var get func(md *Device) *Compiled
 	get = func(md *Device) *Compiled {
-		if c := built[md]; c != nil {
+		if c, ok := built[md]; ok {
 			return c
 		}
+		built[md] = nil // a cycle (refused at load) gets no map, and so a step
 		t := md.active.Load()
 		for _, ch := range t.children() {
 			if ch.md != nil {
@@ -105,7 +106,6 @@ func compile(d *Device, t *Table, kid func(*Device) *Compiled) *Compiled {
 		*c = Compiled{dev: d, table: t, size: t.Size(), chains: [][]Hook{nil}, kids: c.kids}
 		b = newBuild(c, kid)
 		b.ask(0, c.size)
-		c.pcs = slices.Clip(c.pcs)
 	}
 	c.pcs = append(c.pcs, cpiece{end: maxSector, ref: kStep<<refShift | b.mapRef(c)})
 	b.layout()
