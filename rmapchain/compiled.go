@@ -32,21 +32,29 @@ type leafRev struct {
 
 // devRev is one device's pieces on one leaf.
 type devRev struct {
-	dev  *stack.Dev
-	ents []rent   // sorted by lo
-	ends []uint64 // each entry's hi, ascending, when the entries do not overlap
-	top  []uint64 // else the running maximum of hi
+	dev     *stack.Dev
+	ents    []rent       // sorted by lo
+	stripes []stripeRent // the stripe entries' details
+	ends    []uint64     // each entry's hi, ascending, when the entries do not overlap
+	top     []uint64     // else the running maximum of hi
 }
 
 // rent is a leaf run of a device's map, or one stripe of a stripe piece:
-// leaf sectors [lo, hi) at most, for device sectors [start, end).
+// leaf sectors [lo, hi) at most. A leaf run's leaf sector x is device
+// sector x - lo + start.
 type rent struct {
-	lo, hi     uint64
-	start, end uint64
-	// A stripe (chunk > 0): leaf sector x is row (x-lo0)/chunk, offset
-	// (x-lo0)%chunk of stripe i of k, whose row 0 starts at leaf sector
-	// lo0; the segment offset of row r, stripe i, is (r*k+i)*chunk, and
-	// the device sector of segment offset rel is rel - offset + start.
+	lo, hi uint64
+	start  uint64
+	stripe uint32 // 0: a leaf run; else 1 + the index of its stripeRent
+}
+
+// stripeRent is one stripe of a stripe piece [start, end) of the device:
+// leaf sector x is row (x-lo0)/chunk, offset (x-lo0)%chunk of stripe i of
+// k, whose row 0 starts at leaf sector lo0; the segment offset of row r,
+// stripe i, is (r*k+i)*chunk, and the device sector of segment offset rel
+// is rel - offset + start.
+type stripeRent struct {
+	start, end  uint64
 	chunk, k, i uint64
 	lo0, offset uint64
 }
@@ -67,12 +75,20 @@ func NewReverse(g *stack.Graph) *Reverse {
 	for _, md := range g.Devices() {
 		d := md.Dev()
 		exact[d] = true
-		per := map[*stack.Dev][]rent{}
+		per := map[*stack.Dev]*devRev{}
+		on := func(leaf *stack.Dev) *devRev {
+			dr := per[leaf]
+			if dr == nil {
+				dr = &devRev{dev: d}
+				per[leaf] = dr
+			}
+			return dr
+		}
 		for pc := range maps[md].Pieces() {
 			switch pc.Kind {
 			case stack.PieceLeaf:
-				n := pc.End - pc.Start
-				per[pc.Leaf] = append(per[pc.Leaf], rent{lo: pc.Sector, hi: pc.Sector + n, start: pc.Start, end: pc.End})
+				dr := on(pc.Leaf)
+				dr.ents = append(dr.ents, rent{lo: pc.Sector, hi: pc.Sector + (pc.End - pc.Start), start: pc.Start})
 			case stack.PieceStripe:
 				k := uint64(len(pc.Stripes))
 				first, last := pc.Offset/pc.Chunk, (pc.Offset+pc.End-pc.Start-1)/pc.Chunk
@@ -91,24 +107,25 @@ func NewReverse(g *stack.Graph) *Reverse {
 						continue
 					}
 					cl := last - (last%k+k-uint64(i))%k
-					e := rent{
-						lo: st.Sector + cf/k*pc.Chunk, hi: st.Sector + (cl/k+1)*pc.Chunk,
+					dr := on(st.Leaf)
+					dr.stripes = append(dr.stripes, stripeRent{
 						start: pc.Start, end: pc.End,
 						chunk: pc.Chunk, k: k, i: uint64(i), lo0: st.Sector, offset: pc.Offset,
-					}
-					per[st.Leaf] = append(per[st.Leaf], e)
+					})
+					dr.ents = append(dr.ents, rent{lo: st.Sector + cf/k*pc.Chunk, hi: st.Sector + (cl/k+1)*pc.Chunk, stripe: uint32(len(dr.stripes))})
 				}
 			case stack.PieceAsk:
 				exact[d] = false
 			}
 		}
-		for leaf, ents := range per {
+		for leaf, dr := range per {
 			lr := r.leaves[leaf]
 			if lr == nil {
 				lr = &leafRev{}
 				r.leaves[leaf] = lr
 			}
-			lr.devs = append(lr.devs, newDevRev(d, ents))
+			dr.index()
+			lr.devs = append(lr.devs, dr)
 		}
 	}
 	for _, l := range g.Leaves() {
@@ -127,9 +144,12 @@ func NewReverse(g *stack.Graph) *Reverse {
 	return r
 }
 
-func newDevRev(d *stack.Dev, ents []rent) *devRev {
-	slices.SortFunc(ents, func(a, b rent) int { return cmp.Compare(a.lo, b.lo) })
-	dr := &devRev{dev: d, ents: ents}
+// index sorts the entries and builds the search over them.
+func (dr *devRev) index() {
+	ents := dr.ents
+	if !slices.IsSortedFunc(ents, func(a, b rent) int { return cmp.Compare(a.lo, b.lo) }) {
+		slices.SortFunc(ents, func(a, b rent) int { return cmp.Compare(a.lo, b.lo) })
+	}
 	disjoint := true
 	for i := 1; i < len(ents); i++ {
 		if ents[i].lo < ents[i-1].hi {
@@ -150,7 +170,6 @@ func newDevRev(d *stack.Dev, ents []rent) *devRev {
 			dr.top[i] = m
 		}
 	}
-	return dr
 }
 
 // Propagate is Propagate(r's graph, sources, within), answered from the
@@ -233,8 +252,8 @@ func (dr *devRev) collect(lo, hi uint64, out []extent.Run, striped bool) ([]exte
 		}
 		for ; i < len(ents) && ents[i].lo < hi; i++ {
 			n := len(out)
-			out = ents[i].collect(lo, hi, out)
-			striped = striped || (ents[i].chunk > 0 && len(out) > n)
+			out = dr.collectEnt(&ents[i], lo, hi, out)
+			striped = striped || (ents[i].stripe > 0 && len(out) > n)
 		}
 		return out, striped
 	}
@@ -253,23 +272,24 @@ func (dr *devRev) collect(lo, hi uint64, out []extent.Run, striped bool) ([]exte
 	for i := j - 1; i >= 0 && dr.top[i] > lo; i-- {
 		if ents[i].hi > lo {
 			n := len(out)
-			out = ents[i].collect(lo, hi, out)
-			striped = striped || (ents[i].chunk > 0 && len(out) > n)
+			out = dr.collectEnt(&ents[i], lo, hi, out)
+			striped = striped || (ents[i].stripe > 0 && len(out) > n)
 		}
 	}
 	slices.Reverse(out[first:])
 	return out, striped
 }
 
-// collect appends the device runs of leaf sectors [lo, hi) in e.
-func (e *rent) collect(lo, hi uint64, out []extent.Run) []extent.Run {
-	lo, hi = max(lo, e.lo), min(hi, e.hi)
+// collectEnt appends the device runs of leaf sectors [lo, hi) in en.
+func (dr *devRev) collectEnt(en *rent, lo, hi uint64, out []extent.Run) []extent.Run {
+	lo, hi = max(lo, en.lo), min(hi, en.hi)
 	if lo >= hi {
 		return out
 	}
-	if e.chunk == 0 {
-		return append(out, extent.ExtentRun(extent.Extent{Start: lo - e.lo + e.start, Len: hi - lo}))
+	if en.stripe == 0 {
+		return append(out, extent.ExtentRun(extent.Extent{Start: lo - en.lo + en.start, Len: hi - lo}))
 	}
+	e := &dr.stripes[en.stripe-1]
 	// A stripe: chunk by chunk of the stripe, each a piece of one chunk
 	// of the segment, clipped to the piece.
 	for y := lo - e.lo0; y < hi-e.lo0; {

@@ -224,3 +224,57 @@ func BenchmarkCompiledBuild(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCompiledLookup times Lookup alone on the shapes the I/O
+// benchmarks use, against the per-level walk in the same run:
+//
+//   - daxstack: top linear over mid striped 2 x 64 KiB over two linear
+//     bottoms over two 128 MiB leaves (dax's I/O benchmarks; one stripe
+//     piece), random 4 KiB blocks;
+//   - stream-100k: the 3 x 100k stack, consecutive 4 KiB blocks (the
+//     start of each piece of a sequential read).
+func BenchmarkCompiledLookup(b *testing.B) {
+	b.Run("daxstack", func(b *testing.B) {
+		const n = 128 << 20 / 512
+		l0 := stacktest.NewMemLeaf("/io/0", "io0", n, true)
+		l1 := stacktest.NewMemLeaf("/io/1", "io1", n, true)
+		p := stack.NewPool(stacktest.Opener(l0, l1))
+		stacktest.MustCreate(b, p, "bottom0", fmt.Sprintf("0 %d linear /io/0 0", n))
+		stacktest.MustCreate(b, p, "bottom1", fmt.Sprintf("0 %d linear /io/1 0", n))
+		stacktest.MustCreate(b, p, "mid", fmt.Sprintf("0 %d striped 2 128 bottom0 0 bottom1 0", 2*n))
+		top := stacktest.MustCreate(b, p, "top", fmt.Sprintf("0 %d linear mid 0", 2*n))
+		c := stack.Compile(top)
+		if st := c.Stats(); st.Pieces != 2 || st.Stripes != 1 {
+			b.Fatalf("top's map: %+v", st)
+		}
+		r := &randSectors{x: 7, size: top.Size() / 8}
+		benchLookup(b, top, c, func() uint64 { return r.next() * 8 })
+	})
+	b.Run("stream-100k", func(b *testing.B) {
+		bl := levelsOf(b, 100_000)
+		top := bl.devs[2]
+		c := stack.Compile(top)
+		size := top.Size() &^ 7
+		var at uint64
+		benchLookup(b, top, c, func() uint64 { at = (at + 8) % size; return at })
+	})
+}
+
+func benchLookup(b *testing.B, top *stack.Device, c *stack.Compiled, next func() uint64) {
+	for range 1 << 12 {
+		s := next()
+		d1, s1 := resolveFind(top, s)
+		if d2, s2 := resolveFast(c, s); d1 != d2 || s1 != s2 {
+			b.Fatalf("sector %d: walk gives %s:%d, compiled %v:%d", s, d1.Name(), s1, d2, s2)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		sinkDev, sinkSector = resolveFast(c, next())
+	}
+	b.StopTimer()
+	walk := testenv.Paired(b, func(int) { sinkDev, sinkSector = resolveFind(top, next()) })
+	b.ReportMetric(walk, "walk-ns/op")
+	b.ReportMetric(walk/testenv.NsPerOp(b), "x-vs-walk")
+}

@@ -45,16 +45,13 @@ func CompiledLayouts(c *Compiled) []LayoutFinder {
 		}},
 		{"kernel-btree", func(s uint64) uint64 { i := ix.find(s); return s + pcs[i].base }},
 	}
-	for _, d := range []int{-2, -1, 1, 2, 3, 4, 5} {
+	for _, d := range []int{-1, 1, 2, 3, 4, 5} {
 		shift, nb, bkt := altBuckets(c, d)
 		name := "buckets(avg/" + itoa(1<<max(0, -d)) + ")"
 		if d > 0 {
 			name = "buckets(avg*" + itoa(1<<d) + ")"
 		}
-		scan := linearScan
-		if d > 2 {
-			scan = 1 << (d + 1)
-		}
+		scan := max(linearScan, 1<<(d+1))
 		out = append(out, LayoutFinder{name, func(s uint64) uint64 {
 			b := min(s>>shift, nb)
 			i, j := int(bkt[b]), int(bkt[b+1])
@@ -77,7 +74,7 @@ func CompiledLayouts(c *Compiled) []LayoutFinder {
 	}
 	// Ends apart from the rest of the pieces (scan 8 to a line, then read
 	// the piece).
-	for _, d := range []int{0, 2, 3} {
+	for _, d := range []int{0, 3} {
 		shift, nb, bkt := altBuckets(c, d)
 		out = append(out, LayoutFinder{"buckets(avg*" + itoa(1<<d) + ")+ends-apart", func(s uint64) uint64 {
 			b := min(s>>shift, nb)
