@@ -1,6 +1,9 @@
 package stack
 
-import "math"
+import (
+	"math"
+	"unsafe"
+)
 
 // Compiled is the compiled map of one mapped device: its table flattened
 // through every level below it into one sorted list of pieces, each going
@@ -96,6 +99,7 @@ type childMap struct {
 type stripePat struct {
 	chunk, k       uint64
 	cshift, kshift int8 // log2(chunk), log2(k); -1 when not a power of two
+	pow2           bool // both are powers of two
 	dst            []StripeDest
 }
 
@@ -119,14 +123,14 @@ const (
 	// PlaceZero: the sectors have no backing store (reads give zeros,
 	// writes are dropped), for Run sectors.
 	PlaceZero
-	// PlaceNext: continue with Map.Lookup(Sector); the Run sectors from
+	// PlaceNext: continue with Map().Lookup(Sector); the Run sectors from
 	// there are contiguous on Map's device.
 	PlaceNext
 	// PlaceStep: do the level of Map's device at Sector as the per-level
-	// walk does (find the segment in Map.Table(), call its target), then
-	// continue below it with Map.Child for a mapped child. Run sectors are
-	// contiguous on Map's device; the step may split them further (at a
-	// segment end, or where its target says).
+	// walk does (find the segment in Map().Table(), call its target), then
+	// continue below it with Map().Child for a mapped child. Run sectors
+	// are contiguous on Map's device; the step may split them further (at
+	// a segment end, or where its target says).
 	PlaceStep
 )
 
@@ -146,22 +150,48 @@ func (k PlaceKind) String() string {
 
 // Place is the result of a lookup: where a sector of the compiled device
 // lands, and how many sectors from it (Run, at least 1) land contiguously
-// in the same way.
+// in the same way. Kind says which of Leaf and Map applies.
+//
+// It is four words, so that the compiler keeps it in registers: the I/O
+// path looks one up for every piece.
 type Place struct {
-	Kind   PlaceKind
-	Leaf   *Dev      // PlaceLeaf
-	Map    *Compiled // PlaceNext, PlaceStep
-	Sector uint64    // on Leaf, or on Map's device
+	Sector uint64 // on the leaf, or on the map's device
 	Run    uint64
-	// Hooks is the id of the chain of EndIOer levels the sector passes
-	// through above where it lands (see Compiled.Hooks); 0 when none.
-	Hooks uint32
-	land  uint64 // the sector plus its piece's base, where hook deltas count from
+	dst    unsafe.Pointer // *Dev for PlaceLeaf, *Compiled for PlaceNext and PlaceStep
+	info   uint64         // kind | hook chain id<<32
 }
+
+func place(kind PlaceKind, dst unsafe.Pointer, sector, run uint64, chain uint32) Place {
+	return Place{Sector: sector, Run: run, dst: dst, info: uint64(kind) | uint64(chain)<<32}
+}
+
+// Kind returns what the lookup found.
+func (p Place) Kind() PlaceKind { return PlaceKind(uint8(p.info)) }
+
+// Leaf returns the leaf of a PlaceLeaf, else nil.
+func (p Place) Leaf() *Dev {
+	if p.Kind() != PlaceLeaf {
+		return nil
+	}
+	return (*Dev)(p.dst)
+}
+
+// Map returns the map to go on with (PlaceNext) or whose device's level to
+// do (PlaceStep), else nil.
+func (p Place) Map() *Compiled {
+	if k := p.Kind(); k != PlaceNext && k != PlaceStep {
+		return nil
+	}
+	return (*Compiled)(p.dst)
+}
+
+// Hooks returns the id of the chain of EndIOer levels the sector passes
+// through above where it lands (see Compiled.Hooks); 0 when none.
+func (p Place) Hooks() uint32 { return uint32(p.info >> 32) }
 
 // Hook is one level on a piece's path whose target watches outcomes
 // (EndIOer) without changing where I/O goes. The sector on Device of a
-// looked-up sector is Place.HookSector(h).
+// looked-up sector s is Compiled.HookSector(s, h).
 type Hook struct {
 	Device  *Device
 	Segment *Segment // in the table the map was built from
@@ -199,30 +229,52 @@ func (c *Compiled) Hooks(id uint32) []Hook { return c.chains[id] }
 // the device's size gives a step at the device itself (the per-level walk
 // reports the error). It allocates nothing.
 func (c *Compiled) Lookup(s uint64) Place {
-	i := c.find(s)
+	// find, by hand: the compiler does not inline a loop.
+	b := min(s>>c.shift, c.nb)
+	i, j := int(c.bkt[b]), int(c.bkt[b+1])
+	if j-i > linearScan {
+		i = c.search(i, j, s)
+	} else {
+		for c.pcs[i].end <= s {
+			i++
+		}
+	}
 	p := &c.pcs[i]
 	idx := p.ref & refMask
 	switch p.ref >> refShift {
 	case kLeaf:
-		return Place{Kind: PlaceLeaf, Leaf: c.leaves[idx], Sector: s + p.base, Run: p.end - s, Hooks: p.chain, land: s + p.base}
+		return place(PlaceLeaf, unsafe.Pointer(c.leaves[idx]), s+p.base, p.end-s, p.chain)
 	case kStripe:
-		return c.pats[idx].place(s+p.base, p.end-s, p.chain)
+		pt := c.pats[idx]
+		if pt.pow2 { // the usual stripe, by shifts and masks, inline
+			rel := s + p.base
+			ch, intra := rel>>uint(pt.cshift), rel&(pt.chunk-1)
+			d := &pt.dst[ch&(pt.k-1)]
+			if d.Kind == PieceLeaf {
+				return place(PlaceLeaf, unsafe.Pointer(d.Leaf), d.Sector+(ch>>uint(pt.kshift))<<uint(pt.cshift)+intra, min(p.end-s, pt.chunk-intra), p.chain)
+			}
+		}
+		return pt.place(s+p.base, p.end-s, p.chain)
 	case kZero:
-		return Place{Kind: PlaceZero, Run: p.end - s, Hooks: p.chain, land: s + p.base}
+		return place(PlaceZero, nil, 0, p.end-s, p.chain)
 	default:
-		return Place{Kind: PlaceStep, Map: c.maps[idx], Sector: s + p.base, Run: p.end - s, Hooks: p.chain, land: s + p.base}
+		return place(PlaceStep, unsafe.Pointer(c.maps[idx]), s+p.base, p.end-s, p.chain)
 	}
 }
 
-// HookSector returns the sector on h.Device of the looked-up sector, for a
-// hook h of the chain p.Hooks.
-func (p Place) HookSector(h Hook) uint64 { return p.land + h.Delta }
+// HookSector returns the sector on h.Device of sector s of the compiled
+// device, for a hook h of the chain of Lookup(s). It searches again: the
+// I/O path asks it once per request, not once per piece.
+func (c *Compiled) HookSector(s uint64, h Hook) uint64 {
+	return s + c.pcs[c.find(s)].base + h.Delta
+}
 
 // linearScan is the most pieces a lookup reads one after the other before
-// it searches instead.
-const linearScan = 8
+// it searches instead (a bucket holds 8 to 16 on average, see
+// bucketShift).
+const linearScan = 32
 
-// find returns the index of the piece holding s.
+// find returns the index of the piece holding s (Lookup has a copy).
 func (c *Compiled) find(s uint64) int {
 	b := min(s>>c.shift, c.nb)
 	i, j := int(c.bkt[b]), int(c.bkt[b+1])
@@ -232,7 +284,12 @@ func (c *Compiled) find(s uint64) int {
 		}
 		return i
 	}
-	for i < j { // the first piece in [i, j] ending after s
+	return c.search(i, j, s)
+}
+
+// search returns the first piece in [i, j] ending after s.
+func (c *Compiled) search(i, j int, s uint64) int {
+	for i < j {
 		m := int(uint(i+j) >> 1)
 		if c.pcs[m].end <= s {
 			i = m + 1
@@ -263,11 +320,11 @@ func (pt *stripePat) place(rel, run uint64, chain uint32) Place {
 	sector := d.Sector + row*pt.chunk + intra
 	switch d.Kind {
 	case PieceLeaf:
-		return Place{Kind: PlaceLeaf, Leaf: d.Leaf, Sector: sector, Run: run, Hooks: chain, land: rel}
+		return place(PlaceLeaf, unsafe.Pointer(d.Leaf), sector, run, chain)
 	case PieceZero:
-		return Place{Kind: PlaceZero, Run: run, Hooks: chain, land: rel}
+		return place(PlaceZero, nil, 0, run, chain)
 	default:
-		return Place{Kind: PlaceNext, Map: d.Map, Sector: sector, Run: run, Hooks: chain, land: rel}
+		return place(PlaceNext, unsafe.Pointer(d.Map), sector, run, chain)
 	}
 }
 

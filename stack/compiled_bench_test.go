@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/daxstack/daxstack/internal/testenv"
 	"github.com/daxstack/daxstack/stack"
 	"github.com/daxstack/daxstack/stack/stacktest"
@@ -21,98 +23,93 @@ import (
 func resolveFast(c *stack.Compiled, s uint64) (*stack.Dev, uint64) {
 	for {
 		p := c.Lookup(s)
-		if p.Kind != stack.PlaceNext {
-			return p.Leaf, p.Sector
+		if p.Kind() != stack.PlaceNext {
+			return p.Leaf(), p.Sector
 		}
-		c, s = p.Map, p.Sector
+		c, s = p.Map(), p.Sector
 	}
 }
 
-// BenchmarkCompiledMap3Levels resolves the random top sectors of
-// BenchmarkMap3Levels (3 levels of n linear segments in random order)
-// with top's compiled map. Goal for n = 100k: at least 10x the per-level
-// walk (Table.Find and Map at each level), timed in the same run as
-// walk-ns/op.
+// BenchmarkCompiledMap3Levels resolves random top sectors of the stack of
+// BenchmarkMap3Levels (3 levels of n linear segments in random order) with
+// top's compiled map, against the per-level walk of that benchmark
+// (Table.Find and Map at each level). Goal for n = 100k: at least 10x.
+//
+// The two take turns in rounds of 4096 lookups, each timed in the thread's
+// CPU time (the machine is shared; see BenchmarkCompiledLayouts), and
+// report compiled-ns/op, walk-ns/op and x-vs-walk. Two streams of sectors:
+//
+//   - queries: the 4096 random sectors of BenchmarkMap3Levels, over and
+//     over (with a compiled map of 3 x 100k, they end up in the L2 cache);
+//   - fresh: a new random sector every time (as I/O at random places).
 func BenchmarkCompiledMap3Levels(b *testing.B) {
 	for _, n := range []int{100_000, 10_000, 1_000} {
-		b.Run(fmt.Sprintf("segs=%d", n), func(b *testing.B) {
-			bl := levelsOf(b, n)
-			top := bl.devs[2]
-			c := stack.Compile(top)
-			for _, s := range bl.queries {
-				d1, s1 := resolveFind(top, s)
-				d2, s2 := resolveFast(c, s)
-				if d1 != d2 || s1 != s2 {
-					b.Fatalf("sector %d: walk gives %s:%d, compiled %v:%d", s, d1.Name(), s1, d2, s2)
+		for _, fresh := range []bool{false, true} {
+			name := fmt.Sprintf("segs=%d/queries", n)
+			if fresh {
+				name = fmt.Sprintf("segs=%d/fresh", n)
+			}
+			b.Run(name, func(b *testing.B) {
+				bl := levelsOf(b, n)
+				top := bl.devs[2]
+				c := stack.Compile(top)
+				q, mask := bl.queries, len(bl.queries)-1
+				r := &randSectors{x: 88172645463325252, size: top.Size()}
+				next := func(i int) uint64 { return q[i&mask] }
+				if fresh {
+					next = func(int) uint64 { return r.next() }
 				}
-			}
-			q := bl.queries
-			mask := len(q) - 1
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				sinkDev, sinkSector = resolveFast(c, q[i&mask])
-			}
-			b.StopTimer()
-			walk := testenv.Paired(b, func(i int) { sinkDev, sinkSector = resolveFind(top, q[i&mask]) })
-			b.ReportMetric(walk, "walk-ns/op")
-			b.ReportMetric(walk/testenv.NsPerOp(b), "x-vs-walk")
-		})
+				for i := range 1 << 14 {
+					s := next(i)
+					d1, s1 := resolveFind(top, s)
+					if d2, s2 := resolveFast(c, s); d1 != d2 || s1 != s2 {
+						b.Fatalf("sector %d: walk gives %s:%d, compiled %v:%d", s, d1.Name(), s1, d2, s2)
+					}
+				}
+				compiled, walk := turns(b, 1<<16,
+					func(i int) { sinkDev, sinkSector = resolveFast(c, next(i)) },
+					func(i int) { sinkDev, sinkSector = resolveFind(top, next(i)) })
+				b.ReportMetric(compiled, "compiled-ns/op")
+				b.ReportMetric(walk, "walk-ns/op")
+				b.ReportMetric(walk/compiled, "x-vs-walk")
+			})
+		}
 	}
 }
 
-// randSectors is a cheap stream of uniform random sectors below size
-// (xorshift64*, scaled by a multiply), so that a benchmark can touch a
-// structure at a new place every time instead of cycling through a few
-// thousand queries that end up in the cache.
-type randSectors struct{ x, size uint64 }
-
-func (r *randSectors) next() uint64 {
-	r.x ^= r.x >> 12
-	r.x ^= r.x << 25
-	r.x ^= r.x >> 27
-	hi, _ := bits.Mul64(r.x*0x2545F4914F6CDD1D, r.size)
-	return hi
-}
-
-// BenchmarkCompiledMapFresh is BenchmarkCompiledMap3Levels with a new
-// random sector every time (the 4096 queries of BenchmarkMap3Levels let a
-// compiled map of 3 x 100k segments sit in the L2 cache, which I/O at
-// random places would not). Same baseline, same stream of sectors.
-func BenchmarkCompiledMapFresh(b *testing.B) {
-	for _, n := range []int{100_000, 10_000} {
-		b.Run(fmt.Sprintf("segs=%d", n), func(b *testing.B) {
-			bl := levelsOf(b, n)
-			top := bl.devs[2]
-			c := stack.Compile(top)
-			r := &randSectors{x: 88172645463325252, size: top.Size()}
-			for range 1 << 14 {
-				s := r.next()
-				d1, s1 := resolveFind(top, s)
-				if d2, s2 := resolveFast(c, s); d1 != d2 || s1 != s2 {
-					b.Fatalf("sector %d: walk gives %s:%d, compiled %v:%d", s, d1.Name(), s1, d2, s2)
-				}
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				sinkDev, sinkSector = resolveFast(c, r.next())
-			}
-			b.StopTimer()
-			walk := testenv.Paired(b, func(int) { sinkDev, sinkSector = resolveFind(top, r.next()) })
-			gen := testenv.Paired(b, func(int) { sinkSector = r.next() })
-			b.ReportMetric(walk, "walk-ns/op")
-			b.ReportMetric(gen, "rand-ns/op")
-			b.ReportMetric(walk/testenv.NsPerOp(b), "x-vs-walk")
-		})
+// turns runs a and base in alternating rounds of batch operations, b.N
+// rounds in all, and returns the ns per operation of each in the thread's
+// CPU time (b's own ns/op is a round of both).
+func turns(b *testing.B, batch int, a, base func(i int)) (aNs, baseNs float64) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var ta, tb time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := threadTime()
+		for j := range batch {
+			a(i*batch + j)
+		}
+		t1 := threadTime()
+		for j := range batch {
+			base(i*batch + j)
+		}
+		ta += t1 - t0
+		tb += threadTime() - t1
 	}
+	b.StopTimer()
+	n := float64(b.N) * float64(batch)
+	return float64(ta.Nanoseconds()) / n, float64(tb.Nanoseconds()) / n
 }
 
 // BenchmarkCompiledLayouts is how the compiled map's layout was chosen:
 // the pieces of top's map (3 x 100k segments) found by each alternative
 // layout at fresh random sectors, the alternatives taking turns in short
 // rounds so that all see the same machine (it is shared: a figure
-// measured a second later can be off by half). Each reports two figures:
+// measured a second later can be off by half), timed in the thread's own
+// CPU time (so that time the thread spends descheduled on a loaded
+// machine counts for none of them). Each reports two figures:
 // <name>-ns, lookups that may overlap (throughput), and <name>-dep-ns,
 // each sector depending on the previous result (the latency a piece of
 // I/O waits for). ns/op is one round of all of them.
@@ -133,21 +130,23 @@ func BenchmarkCompiledLayouts(b *testing.B) {
 	const batch = 1 << 14
 	free := make([]time.Duration, len(alts))
 	dep := make([]time.Duration, len(alts))
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for k, a := range alts {
-			t0 := time.Now()
+			t0 := threadTime()
 			for range batch {
 				sinkSector = a.Find(r.next())
 			}
-			t1 := time.Now()
+			t1 := threadTime()
 			var prev uint64
 			for range batch {
 				prev = a.Find(r.next() + prev&zeroMask)
 			}
 			sinkSector = prev
-			free[k] += t1.Sub(t0)
-			dep[k] += time.Since(t1)
+			free[k] += t1 - t0
+			dep[k] += threadTime() - t1
 		}
 	}
 	b.StopTimer()
@@ -268,13 +267,34 @@ func benchLookup(b *testing.B, top *stack.Device, c *stack.Compiled, next func()
 			b.Fatalf("sector %d: walk gives %s:%d, compiled %v:%d", s, d1.Name(), s1, d2, s2)
 		}
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		sinkDev, sinkSector = resolveFast(c, next())
-	}
-	b.StopTimer()
-	walk := testenv.Paired(b, func(int) { sinkDev, sinkSector = resolveFind(top, next()) })
+	compiled, walk := turns(b, 1<<16,
+		func(int) { sinkDev, sinkSector = resolveFast(c, next()) },
+		func(int) { sinkDev, sinkSector = resolveFind(top, next()) })
+	b.ReportMetric(compiled, "compiled-ns/op")
 	b.ReportMetric(walk, "walk-ns/op")
-	b.ReportMetric(walk/testenv.NsPerOp(b), "x-vs-walk")
+	b.ReportMetric(walk/compiled, "x-vs-walk")
+}
+
+// threadTime returns the calling thread's CPU time (the caller has locked
+// its goroutine to the thread).
+func threadTime() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		panic(err)
+	}
+	return time.Duration(ts.Nano())
+}
+
+// randSectors is a cheap stream of uniform random sectors below size
+// (xorshift64*, scaled by a multiply), so that a benchmark can touch a
+// structure at a new place every time instead of cycling through a few
+// thousand queries that end up in the cache.
+type randSectors struct{ x, size uint64 }
+
+func (r *randSectors) next() uint64 {
+	r.x ^= r.x >> 12
+	r.x ^= r.x << 25
+	r.x ^= r.x >> 27
+	hi, _ := bits.Mul64(r.x*0x2545F4914F6CDD1D, r.size)
+	return hi
 }

@@ -216,6 +216,7 @@ func (b *cbuild) stripe(seg *Segment, st Striper, own *Hook) bool {
 		return false
 	}
 	pat := &stripePat{chunk: chunk, k: k, cshift: log2Exact(chunk), kshift: log2Exact(k), dst: make([]StripeDest, k)}
+	pat.pow2 = pat.cshift >= 0 && pat.kshift >= 0
 	for i, a := range areas {
 		d, ok := b.stripeDst(a)
 		if !ok { // a stripe past its leaf's end: the per-level walk reports it
@@ -394,17 +395,24 @@ func (b *cbuild) layout() {
 }
 
 // bucketShift returns the bucket width (as a shift) for n pieces over size
-// sectors, and the number of buckets covering them: buckets about as wide
-// as the average piece, so that most lookups read one bucket and one or
-// two pieces.
+// sectors, and the number of buckets covering them: buckets 8 to 16
+// average pieces wide. Lookups then read a bucket array small enough to
+// stay in the L1 or L2 cache (4 bytes for every 8 to 16 pieces) and scan
+// a few consecutive lines of pieces, which costs one miss to memory and
+// a stream the prefetcher follows. Buckets as wide as a piece (one piece
+// or two to scan) were 3 to 4 times slower for random sectors on 3 x 100k
+// segments: the bucket array itself then misses (BenchmarkCompiledLayouts).
 func bucketShift(size uint64, n int) (uint, uint64) {
 	if size == 0 || n == 0 {
 		return 63, 0
 	}
 	avg := max(size/uint64(n), 1)
-	shift := uint(bits.Len64(avg) - 1)
+	shift := min(uint(bits.Len64(avg)-1)+bucketPieces, 63)
 	return shift, (size-1)>>shift + 1
 }
+
+// bucketPieces is log2 of the bucket width in average pieces.
+const bucketPieces = 4
 
 // log2Exact returns log2(v) for a power of two, else -1.
 func log2Exact(v uint64) int8 {

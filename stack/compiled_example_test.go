@@ -33,16 +33,16 @@ func ExampleCompiled_Lookup() {
 	c := stack.Compile(top)
 	for s := uint64(0); s < top.Size(); {
 		pl := c.Lookup(s)
-		switch pl.Kind {
+		switch pl.Kind() {
 		case stack.PlaceLeaf:
-			fmt.Printf("%d+%d: %s %d", s, pl.Run, pl.Leaf.Name(), pl.Sector)
+			fmt.Printf("%d+%d: %s %d", s, pl.Run, pl.Leaf().Name(), pl.Sector)
 		case stack.PlaceStep:
-			fmt.Printf("%d+%d: ask %s at %d", s, pl.Run, pl.Map.Device().Name(), pl.Sector)
+			fmt.Printf("%d+%d: ask %s at %d", s, pl.Run, pl.Map().Device().Name(), pl.Sector)
 		default:
-			fmt.Printf("%d+%d: %v", s, pl.Run, pl.Kind)
+			fmt.Printf("%d+%d: %v", s, pl.Run, pl.Kind())
 		}
-		for _, h := range c.Hooks(pl.Hooks) {
-			fmt.Printf(", EndIO at %s %d", h.Device.Name(), pl.HookSector(h))
+		for _, h := range c.Hooks(pl.Hooks()) {
+			fmt.Printf(", EndIO at %s %d", h.Device.Name(), c.HookSector(s, h))
 		}
 		fmt.Println()
 		s += pl.Run

@@ -27,7 +27,7 @@ func CompiledLayouts(c *Compiled) []LayoutFinder {
 	}
 	ix := newIndex(highs)
 	out := []LayoutFinder{
-		{"buckets(avg)", func(s uint64) uint64 { i := c.find(s); return s + pcs[i].base }},
+		{"in-use", func(s uint64) uint64 { i := c.find(s); return s + pcs[i].base }},
 		{"sort.Search", func(s uint64) uint64 {
 			i := sort.Search(len(ends), func(i int) bool { return ends[i] > s })
 			return s + pcs[i].base
@@ -45,13 +45,13 @@ func CompiledLayouts(c *Compiled) []LayoutFinder {
 		}},
 		{"kernel-btree", func(s uint64) uint64 { i := ix.find(s); return s + pcs[i].base }},
 	}
-	for _, d := range []int{-1, 1, 2, 3, 4, 5} {
+	for _, d := range []int{-1, 0, 1, 2, 3, 4, 5, 6, 7} {
 		shift, nb, bkt := altBuckets(c, d)
 		name := "buckets(avg/" + itoa(1<<max(0, -d)) + ")"
-		if d > 0 {
+		if d >= 0 {
 			name = "buckets(avg*" + itoa(1<<d) + ")"
 		}
-		scan := max(linearScan, 1<<(d+1))
+		scan := max(8, 1<<(d+1))
 		out = append(out, LayoutFinder{name, func(s uint64) uint64 {
 			b := min(s>>shift, nb)
 			i, j := int(bkt[b]), int(bkt[b+1])
@@ -67,6 +67,23 @@ func CompiledLayouts(c *Compiled) []LayoutFinder {
 					} else {
 						j = m
 					}
+				}
+			}
+			return s + pcs[i].base
+		}})
+	}
+	// Coarse buckets searched by halves, not scanned.
+	for _, d := range []int{3, 5, 7} {
+		shift, nb, bkt := altBuckets(c, d)
+		out = append(out, LayoutFinder{"buckets(avg*" + itoa(1<<d) + ")/bsearch", func(s uint64) uint64 {
+			b := min(s>>shift, nb)
+			i, j := int(bkt[b]), int(bkt[b+1])
+			for i < j {
+				m := int(uint(i+j) >> 1)
+				if pcs[m].end <= s {
+					i = m + 1
+				} else {
+					j = m
 				}
 			}
 			return s + pcs[i].base
@@ -88,13 +105,14 @@ func CompiledLayouts(c *Compiled) []LayoutFinder {
 	return out
 }
 
-// altBuckets builds a bucket index d powers of two finer (d < 0) or
-// coarser (d > 0) than the map's.
+// altBuckets builds a bucket index of buckets as wide as 2^d average
+// pieces.
 func altBuckets(c *Compiled, d int) (uint, uint64, []uint32) {
-	shift := uint(max(0, int(c.shift)+d))
 	if c.size == 0 {
 		return 63, 0, []uint32{0, 0}
 	}
+	avg := max(c.size/uint64(len(c.pcs)-1), 1)
+	shift := uint(max(0, bits.Len64(avg)-1+d))
 	nb := (c.size-1)>>shift + 1
 	bkt := make([]uint32, nb+2)
 	i := 0
@@ -115,4 +133,3 @@ func itoa(n int) string {
 	return itoa(n/10) + string(rune('0'+n%10))
 }
 
-var _ = bits.Len64

@@ -150,26 +150,26 @@ func resolveCompiled(c *stack.Compiled, s uint64) (walked, int) {
 			panic(fmt.Sprintf("%s: lookup of %d gives run 0", c.Device().Name(), s))
 		}
 		run = min(run, p.Run)
-		for _, h := range c.Hooks(p.Hooks) {
-			w.hooks += fmt.Sprintf(" %s/%d:%d", h.Device.Name(), h.Segment.Begin, p.HookSector(h))
+		for _, h := range c.Hooks(p.Hooks()) {
+			w.hooks += fmt.Sprintf(" %s/%d:%d", h.Device.Name(), h.Segment.Begin, c.HookSector(s, h))
 		}
-		switch p.Kind {
+		switch p.Kind() {
 		case stack.PlaceLeaf:
-			w.kind, w.dev, w.sector, w.run = "leaf", p.Leaf.Name(), p.Sector, run
+			w.kind, w.dev, w.sector, w.run = "leaf", p.Leaf().Name(), p.Sector, run
 			return w, lookups
 		case stack.PlaceZero:
 			w.kind, w.run = "zero", run
 			return w, lookups
 		case stack.PlaceNext:
 			w.via += " next"
-			c, s = p.Map, p.Sector
+			c, s = p.Map(), p.Sector
 			continue
 		}
 		w.via += " step"
 		// A step: this level as the walk does it.
-		md := p.Map.Device()
+		md := p.Map().Device()
 		s = p.Sector
-		t := p.Map.Table()
+		t := p.Map().Table()
 		i, ok := t.Find(s)
 		if !ok {
 			w.kind, w.dev, w.sector = "fail", md.Name(), s
@@ -195,7 +195,7 @@ func resolveCompiled(c *stack.Compiled, s uint64) (walked, int) {
 			w.kind, w.dev, w.sector, w.run = "leaf", m.Dev.Name(), m.Sector, min(run, m.Dev.Size()-m.Sector)
 			return w, lookups
 		}
-		c = p.Map.Child(m.Dev)
+		c = p.Map().Child(m.Dev)
 		if c == nil {
 			panic(fmt.Sprintf("%s: no compiled map of child %s", md.Name(), m.Dev.Name()))
 		}

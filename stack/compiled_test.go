@@ -132,15 +132,15 @@ func pieceSays(c *stack.Compiled, pc stack.CompiledPiece, s uint64) error {
 	bad := func() error { return fmt.Errorf("sector %d: lookup %+v, piece %+v", s, p, pc) }
 	switch pc.Kind {
 	case stack.PieceLeaf:
-		if p.Kind != stack.PlaceLeaf || p.Leaf != pc.Leaf || p.Sector != pc.Sector+(s-pc.Start) || p.Run != pc.End-s {
+		if p.Kind() != stack.PlaceLeaf || p.Leaf() != pc.Leaf || p.Sector != pc.Sector+(s-pc.Start) || p.Run != pc.End-s {
 			return bad()
 		}
 	case stack.PieceZero:
-		if p.Kind != stack.PlaceZero {
+		if p.Kind() != stack.PlaceZero {
 			return bad()
 		}
 	case stack.PieceStep, stack.PieceAsk:
-		if p.Kind != stack.PlaceStep || p.Map != pc.Map || p.Sector != pc.Sector+(s-pc.Start) {
+		if p.Kind() != stack.PlaceStep || p.Map() != pc.Map || p.Sector != pc.Sector+(s-pc.Start) {
 			return bad()
 		}
 	case stack.PieceStripe:
@@ -151,15 +151,15 @@ func pieceSays(c *stack.Compiled, pc stack.CompiledPiece, s uint64) error {
 		sector := d.Sector + ch/k*pc.Chunk + rel%pc.Chunk
 		switch d.Kind {
 		case stack.PieceLeaf:
-			if p.Kind != stack.PlaceLeaf || p.Leaf != d.Leaf || p.Sector != sector {
+			if p.Kind() != stack.PlaceLeaf || p.Leaf() != d.Leaf || p.Sector != sector {
 				return bad()
 			}
 		case stack.PieceZero:
-			if p.Kind != stack.PlaceZero {
+			if p.Kind() != stack.PlaceZero {
 				return bad()
 			}
 		case stack.PieceNext:
-			if p.Kind != stack.PlaceNext || p.Map != d.Map || p.Sector != sector {
+			if p.Kind() != stack.PlaceNext || p.Map() != d.Map || p.Sector != sector {
 				return bad()
 			}
 		default:
