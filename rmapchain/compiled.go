@@ -2,6 +2,7 @@ package rmapchain
 
 import (
 	"cmp"
+	"math/bits"
 	"slices"
 	"sync"
 
@@ -37,6 +38,12 @@ type devRev struct {
 	stripes []stripeRent // the stripe entries' details
 	ends    []uint64     // each entry's hi, ascending, when the entries do not overlap
 	top     []uint64     // else the running maximum of hi
+
+	// When the entries do not overlap: bucket b holds the first entry
+	// ending after leaf sector base + b<<shift, as in stack.Compiled.
+	base  uint64
+	shift uint
+	bkt   []uint32
 }
 
 // rent is a leaf run of a device's map, or one stripe of a stripe piece:
@@ -162,6 +169,7 @@ func (dr *devRev) index() {
 		for i := range ents {
 			dr.ends[i] = ents[i].hi
 		}
+		dr.buckets()
 	} else {
 		dr.top = make([]uint64, len(ents))
 		var m uint64
@@ -170,6 +178,54 @@ func (dr *devRev) index() {
 			dr.top[i] = m
 		}
 	}
+}
+
+// buckets builds the bucket index over disjoint entries: buckets 8 to 16
+// average entries wide, so that a search reads a small array that stays
+// in cache and then a few consecutive entries.
+func (dr *devRev) buckets() {
+	ents := dr.ents
+	dr.base = ents[0].lo
+	span := ents[len(ents)-1].hi - dr.base
+	avg := max(span/uint64(len(ents)), 1)
+	dr.shift = min(uint(bits.Len64(avg)-1)+4, 63)
+	nb := (span-1)>>dr.shift + 1
+	dr.bkt = make([]uint32, nb+1)
+	i := 0
+	for b := uint64(0); b <= nb; b++ {
+		for x := dr.base + b<<dr.shift; i < len(ents) && ents[i].hi <= x; {
+			i++
+		}
+		dr.bkt[b] = uint32(i)
+	}
+}
+
+// first returns the index of the first (disjoint) entry ending after lo.
+func (dr *devRev) first(lo uint64) int {
+	if lo < dr.base {
+		return 0
+	}
+	b := min((lo-dr.base)>>dr.shift, uint64(len(dr.bkt)-1))
+	i := int(dr.bkt[b])
+	j := len(dr.ends)
+	if b+1 < uint64(len(dr.bkt)) {
+		j = min(int(dr.bkt[b+1])+1, j)
+	}
+	if j-i <= 32 {
+		for i < len(dr.ends) && dr.ends[i] <= lo {
+			i++
+		}
+		return i
+	}
+	for i < j {
+		m := int(uint(i+j) >> 1)
+		if dr.ends[m] <= lo {
+			i = m + 1
+		} else {
+			j = m
+		}
+	}
+	return i
 }
 
 // Propagate is Propagate(r's graph, sources, within), answered from the
@@ -241,16 +297,7 @@ var runBufs = sync.Pool{New: func() any { b := make([]extent.Run, 0, 16); return
 func (dr *devRev) collect(lo, hi uint64, out []extent.Run, striped bool) ([]extent.Run, bool) {
 	ents := dr.ents
 	if dr.ends != nil {
-		i, j := 0, len(dr.ends)
-		for i < j { // the first entry ending after lo
-			m := int(uint(i+j) >> 1)
-			if dr.ends[m] <= lo {
-				i = m + 1
-			} else {
-				j = m
-			}
-		}
-		for ; i < len(ents) && ents[i].lo < hi; i++ {
+		for i := dr.first(lo); i < len(ents) && ents[i].lo < hi; i++ {
 			n := len(out)
 			out = dr.collectEnt(&ents[i], lo, hi, out)
 			striped = striped || (ents[i].stripe > 0 && len(out) > n)
