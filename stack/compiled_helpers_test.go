@@ -254,14 +254,19 @@ type randOpts struct {
 	devices, maxSegs int
 	maxLen           uint64 // of a linear piece
 	maxDepth         int
-	hooks            bool // use the c-* targets too
+	hooks            bool   // use the c-* targets too
+	leafSectors      uint64 // the most sectors of a leaf (default 528)
 }
 
 func newRandStack(rng *rand.Rand, o randOpts) (*randStack, error) {
 	rs := &randStack{depth: map[*stack.Device]int{}}
 	nl := 1 + rng.IntN(3)
+	most := o.leafSectors
+	if most == 0 {
+		most = 528
+	}
 	for i := range nl {
-		size := 16 + rng.Uint64N(512)
+		size := 16 + rng.Uint64N(most-15)
 		rs.leaves = append(rs.leaves, stacktest.NewMemLeaf(fmt.Sprintf("/c/leaf%d", i), fmt.Sprintf("leaf%d", i), size, true))
 	}
 	if rng.IntN(4) == 0 {

@@ -168,3 +168,25 @@ func pieceSays(c *stack.Compiled, pc stack.CompiledPiece, s uint64) error {
 	}
 	return nil
 }
+
+// TestCompiledBigStacks: random stacks of thousands of segments per
+// table over leaves of a million sectors, checked at random sectors.
+func TestCompiledBigStacks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 6))
+	for iter := range 6 {
+		o := randOpts{devices: 3 + rng.IntN(3), maxSegs: 3000, maxLen: 4096, maxDepth: 4, hooks: iter%2 == 1, leafSectors: 1 << 20}
+		rs, err := newRandStack(rng, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range rs.devs {
+			c := stack.Compile(d)
+			for range 3000 {
+				s := rng.Uint64N(d.Size() + 2)
+				if err := checkSector(c, d, s); err != nil {
+					t.Fatalf("stack %d: %v", iter, err)
+				}
+			}
+		}
+	}
+}
