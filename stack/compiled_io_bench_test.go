@@ -36,11 +36,11 @@ const (
 
 type ioStack struct {
 	top    *stack.Device
-	leaves [2]stack.Leaf // the two leaves, for reads straight from them
-	pub  atomic.Pointer[stack.Compiled] // top's published map
-	gate protoGate
-	maps [2][]byte // the leaves' files, mapped again by the test for the memcpy baseline
-	size int64
+	leaves [2]stack.Leaf                  // the two leaves, for reads straight from them
+	pub    atomic.Pointer[stack.Compiled] // top's published map
+	gate   protoGate
+	maps   [2][]byte // the leaves' files, mapped again by the test for the memcpy baseline
+	size   int64
 }
 
 var (
