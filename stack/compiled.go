@@ -17,14 +17,17 @@ import (
 //   - a zero run: no backing store (the zero target), reads give zeros;
 //   - a stripe: a periodic pattern over whole chunks (see Striper) whose
 //     stripes each go to a leaf run, a zero run, or on to a lower map;
-//   - "go on" (PlaceNext, from a stripe): the levels above are pure, but
-//     the composition stops at a lower device (a stripe over a device that
-//     is not one leaf run per stripe); the lookup continues in that
-//     device's compiled map;
-//   - "step" (PlaceStep): a level whose target has run-time behaviour
+//   - a stripe whose stripe goes on (PlaceNext): the levels above are
+//     pure, but the composition stops at a lower device (a stripe over a
+//     device that is not one leaf run under each stripe: stripes of
+//     stripes, or of a device of many segments); the lookup continues in
+//     that device's compiled map;
+//   - a step (PlaceStep): a level whose target has run-time behaviour
 //     (IOMapper, Delayer), fails I/O (an error target, a Map error), or is
-//     mapped past the end of its child: the I/O path must go down from that
-//     level one level at a time, as without a compiled map.
+//     mapped past the end of its child, or a target the build does not
+//     flatten (neither one run per segment nor a Striper, past 64 runs):
+//     the I/O path goes down from that level one level at a time, as
+//     without a compiled map, and then on with the child's map.
 //
 // Pieces never bake in anything that can change without a table swap: a
 // leaf's poison and loss are the leaf's to check at I/O time, as today; a
@@ -33,10 +36,11 @@ import (
 // flat and are listed in the piece's hook chain (see Place.Hooks).
 //
 // A Compiled is immutable and safe for concurrent use. It is exact for the
-// active tables it was built from (Deps): a table swap of the device or of
-// any device below it makes it stale, and it must then be replaced (see
-// CompiledMaps for rebuilding and the rules that keep I/O from seeing a
-// stale map).
+// active tables it was built from (Table, and its children's maps, Child):
+// a table swap of the device or of any device below it makes it stale, and
+// it must then be replaced (see CompiledMaps for rebuilding, and for the
+// rules that keep I/O from seeing a stale map). The sizes of leaves are
+// taken when it is built (a leaf's size does not change while it is open).
 type Compiled struct {
 	dev   *Device
 	table *Table // the active table it was built from (nil: no table)
@@ -51,7 +55,7 @@ type Compiled struct {
 	pcs   []cpiece // sorted by end; the last is the sentinel [size, MaxUint64), a step
 
 	leaves []*Dev        // leaf runs' leaves, by ref index
-	maps   []*Compiled   // next and step pieces' maps, by ref index
+	maps   []*Compiled   // step pieces' maps, by ref index
 	pats   []*stripePat  // stripe pieces' patterns, by ref index
 	chains [][]Hook      // hook chains, by id; chains[0] is the empty chain
 	kids   []childMap    // the compiled maps of the table's mapped children
