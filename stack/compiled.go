@@ -54,12 +54,13 @@ type Compiled struct {
 	bkt   []uint32 // len nb+2
 	pcs   []cpiece // sorted by end; the last is the sentinel [size, MaxUint64), a step
 
-	leaves []*Dev        // leaf runs' leaves, by ref index
-	maps   []*Compiled   // step pieces' maps, by ref index
-	pats   []*stripePat  // stripe pieces' patterns, by ref index
-	chains [][]Hook      // hook chains, by id; chains[0] is the empty chain
-	kids   []childMap    // the compiled maps of the table's mapped children
-	stats  CompiledStats // filled by the build
+	leaves []*Dev             // leaf runs' leaves, by ref index
+	maps   []*Compiled        // step pieces' maps, by ref index
+	pats   []*stripePat       // stripe pieces' patterns, by ref index
+	chains [][]Hook           // hook chains, by id; chains[0] is the empty chain
+	kids   []childMap         // the compiled maps of the table's mapped children
+	kidIx  map[*Dev]*Compiled // the same, when there are many
+	stats  CompiledStats      // filled by the build
 }
 
 // cpiece is one piece: it covers the sectors from the previous piece's end
@@ -217,6 +218,9 @@ func (c *Compiled) Size() uint64 { return c.size }
 // built with it (for the I/O path to continue below a step), or nil when
 // dev is a leaf or not a child.
 func (c *Compiled) Child(dev *Dev) *Compiled {
+	if c.kidIx != nil {
+		return c.kidIx[dev]
+	}
 	for i := range c.kids {
 		if &c.kids[i].dev.dev == dev {
 			return c.kids[i].m

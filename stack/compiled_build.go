@@ -93,6 +93,12 @@ func compile(d *Device, t *Table, kid func(*Device) *Compiled) *Compiled {
 			c.kids = append(c.kids, childMap{dev: ch.md, m: kid(ch.md)})
 		}
 	}
+	if len(c.kids) > 8 {
+		c.kidIx = make(map[*Dev]*Compiled, len(c.kids))
+		for _, k := range c.kids {
+			c.kidIx[&k.dev.dev] = k.m
+		}
+	}
 	if t != nil {
 		c.pcs = make([]cpiece, 0, len(t.segs)+1)
 		for i := range t.segs {
@@ -103,7 +109,7 @@ func compile(d *Device, t *Table, kid func(*Device) *Compiled) *Compiled {
 		}
 	}
 	if b.full {
-		*c = Compiled{dev: d, table: t, size: t.Size(), chains: [][]Hook{nil}, kids: c.kids}
+		*c = Compiled{dev: d, table: t, size: t.Size(), chains: [][]Hook{nil}, kids: c.kids, kidIx: c.kidIx}
 		b = newBuild(c, kid)
 		b.ask(0, c.size)
 	}
@@ -187,6 +193,9 @@ func (b *cbuild) run(at uint64, dev *Dev, cs, r uint64, own *Hook) {
 		p := &cm.pcs[i]
 		e := min(p.end, end)
 		base := p.base + cs - at
+		if p.ref>>refShift == kZero && p.chain == 0 && own == nil {
+			base = 0 // a zero run translates nothing: let neighbours merge
+		}
 		b.add(cspan{start: at + (pos - cs), end: at + (e - cs), base: base, ref: b.importRef(cm, p.ref), chain: b.chain(own, -base, cm, p.chain)})
 		pos = e
 	}

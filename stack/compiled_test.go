@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/daxstack/daxstack/stack"
+	"github.com/daxstack/daxstack/stack/stacktest"
 )
 
 // TestCompiledRandomStacks: on many random stacks (depth 1 to 4, shared
@@ -188,5 +189,35 @@ func TestCompiledBigStacks(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestCompiledManyChildren: a step continues with the right child's map
+// when a table has many mapped children (found through an index then).
+func TestCompiledManyChildren(t *testing.T) {
+	leaf := stacktest.NewMemLeaf("/many/leaf", "leaf", 4096, true)
+	p := stack.NewPool(stacktest.Opener(leaf))
+	var lines []string
+	for i := range 12 {
+		stacktest.MustCreate(t, p, fmt.Sprintf("c%d", i), fmt.Sprintf("0 100 linear /many/leaf %d", i*300))
+		typ := "c-mapio"
+		if i%3 == 0 {
+			typ = "linear"
+		}
+		lines = append(lines, fmt.Sprintf("%d 50 %s c%d %d", i*50, typ, i, i))
+	}
+	top := stacktest.MustCreate(t, p, "top", strings.Join(lines, "\n"))
+	c := stack.Compile(top)
+	if err := checkAll(c, top); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		d, _ := p.Device(fmt.Sprintf("c%d", i))
+		if got := c.Child(d.Dev()); got == nil || got.Device() != d {
+			t.Errorf("Child(c%d) = %v", i, got)
+		}
+	}
+	if c.Child(top.Dev()) != nil {
+		t.Error("Child(top) is not nil")
 	}
 }
