@@ -19,7 +19,7 @@ import (
 func TestReverseMatchesPropagate(t *testing.T) {
 	rng := rand.New(rand.NewPCG(14, 4))
 	fast := 0
-	for iter := range 600 {
+	for iter := range 400 {
 		st, err := stacktest.Random(rng, stacktest.Options{ErrorTarget: true, ZeroTarget: true, Sparse: true, LeafSectors: uint64(64 + rng.IntN(512)), Devices: 1 + rng.IntN(6)})
 		if err != nil {
 			t.Fatal(err)

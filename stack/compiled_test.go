@@ -20,7 +20,7 @@ import (
 func TestCompiledRandomStacks(t *testing.T) {
 	rng := rand.New(rand.NewPCG(14, 1))
 	seen := map[string]int{}
-	for iter := range 600 {
+	for iter := range 400 {
 		o := randOpts{devices: 1 + rng.IntN(6), maxSegs: 1 + rng.IntN(6), maxLen: 1 + rng.Uint64N(96), maxDepth: 1 + rng.IntN(4), hooks: iter%2 == 1}
 		rs, err := newRandStack(rng, o)
 		if err != nil {
