@@ -317,20 +317,24 @@ func BenchmarkCompiledIORandRead4KiB(b *testing.B) {
 }
 
 // BenchmarkCompiledIOSeqRead1MiB reads top in consecutive 1 MiB blocks
-// (16 pieces each), alternating batches of the three.
+// (16 pieces each), alternating batches of the prototype, today's ReadAt,
+// memcpy and the leaves' own ReadAt (the ceiling of any path through the
+// leaves), and the prototype without its EndIO hook.
 func BenchmarkCompiledIOSeqRead1MiB(b *testing.B) {
 	s := ioBenchStack(b)
 	const block = 1 << 20
 	blocks := int(s.size / block)
 	buf := make([]byte, block)
 	rq := &request{}
-	// Each works on its own third of the device, so none finds another's
-	// data in cache.
-	at := func(i, third int) int64 { return int64((i + third*blocks/3) % blocks * block) }
+	// Each works on its own quarter of the device, so none finds
+	// another's data in cache.
+	at := func(i, quarter int) int64 { return int64((i + quarter*blocks/4) % blocks * block) }
 	runs := []func(i int){
 		func(i int) { mustIO(b)(s.readCompiled(rq, buf, at(i, 0))) },
 		func(i int) { mustIO(b)(s.top.ReadAt(buf, at(i, 1))) },
 		func(i int) { s.memcpyTop(buf, at(i, 2)) },
+		func(i int) { s.leafTop(buf, at(i, 3)) },
+		func(i int) { mustIO(b)(s.readProto(rq, buf, at(i, 0), false)) },
 	}
 	alternate(b, runs, block, 8)
 }
