@@ -27,7 +27,7 @@ func CompiledLayouts(c *Compiled) []LayoutFinder {
 	}
 	ix := newIndex(highs)
 	out := []LayoutFinder{
-		{"in-use", func(s uint64) uint64 { i := c.find(s); return s + pcs[i].base }},
+		{"in-use", func(s uint64) uint64 { return c.Lookup(s).Sector }},
 		{"sort.Search", func(s uint64) uint64 {
 			i := sort.Search(len(ends), func(i int) bool { return ends[i] > s })
 			return s + pcs[i].base
