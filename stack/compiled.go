@@ -278,9 +278,9 @@ func (c *Compiled) HookSector(s uint64, h Hook) uint64 {
 }
 
 // linearScan is the most pieces a lookup reads one after the other before
-// it searches instead (a bucket holds 16 to 32 on average, see
+// it searches instead (a bucket holds 8 to 16 on average, see
 // bucketShift).
-const linearScan = 64
+const linearScan = 32
 
 // find returns the index of the piece holding s (Lookup has a copy).
 func (c *Compiled) find(s uint64) int {

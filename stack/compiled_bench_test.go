@@ -43,7 +43,26 @@ func resolveFast(c *stack.Compiled, s uint64) (*stack.Dev, uint64) {
 //     over (with a compiled map of 3 x 100k, they end up in the L2 cache);
 //   - fresh: a new random sector every time (as I/O at random places).
 func BenchmarkCompiledMap3Levels(b *testing.B) {
+	benchCompiledMap3Levels(b, "")
+}
+
+// BenchmarkCompiledBucketWidths is BenchmarkCompiledMap3Levels at 3 x 100k
+// with buckets 2^w average pieces wide (the map in use has w = 4).
+func BenchmarkCompiledBucketWidths(b *testing.B) {
+	for _, w := range []uint{2, 3, 4, 5, 6} {
+		b.Run(fmt.Sprintf("w=%d", w), func(b *testing.B) {
+			old := stack.SetBucketPieces(w)
+			defer stack.SetBucketPieces(old)
+			benchCompiledMap3Levels(b, "100000")
+		})
+	}
+}
+
+func benchCompiledMap3Levels(b *testing.B, only string) {
 	for _, n := range []int{100_000, 10_000, 1_000} {
+		if only != "" && fmt.Sprint(n) != only {
+			continue
+		}
 		for _, fresh := range []bool{false, true} {
 			name := fmt.Sprintf("segs=%d/queries", n)
 			if fresh {

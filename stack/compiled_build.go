@@ -404,14 +404,15 @@ func (b *cbuild) layout() {
 }
 
 // bucketShift returns the bucket width (as a shift) for n pieces over size
-// sectors, and the number of buckets covering them: buckets 16 to 32
+// sectors, and the number of buckets covering them: buckets 8 to 16
 // average pieces wide. Lookups then read a bucket array small enough to
-// stay in the L1 or L2 cache (4 bytes for every 16 to 32 pieces) and scan
-// consecutive pieces, which costs one miss to memory and a stream the
-// prefetcher follows. Buckets as wide as a piece (one piece or two to
-// scan) were 3 to 5 times slower for random sectors on 3 x 100k segments:
-// the bucket array itself then misses; 8 to 16 pieces were 1.2 to 1.5
-// times slower, 64 to 128 the same (BenchmarkCompiledLayouts).
+// stay in the L1 or L2 cache (4 bytes for every 8 to 16 pieces) and scan
+// a few consecutive pieces, which costs one miss to memory and a stream
+// the prefetcher follows. Buckets as wide as a piece (one piece or two to
+// scan) were 3 to 5 times slower for random sectors on 3 x 100k segments,
+// the bucket array itself missing; wider ones were as fast with the map
+// in cache and slower when the walk between rounds had evicted it
+// (BenchmarkCompiledLayouts, BenchmarkCompiledBucketWidths).
 func bucketShift(size uint64, n int) (uint, uint64) {
 	if size == 0 || n == 0 {
 		return 63, 0
@@ -421,8 +422,9 @@ func bucketShift(size uint64, n int) (uint, uint64) {
 	return shift, (size-1)>>shift + 1
 }
 
-// bucketPieces is log2 of the bucket width in average pieces.
-const bucketPieces = 5
+// bucketPieces is log2 of the bucket width in average pieces (a variable
+// for the benchmarks that chose it).
+var bucketPieces uint = 4
 
 // log2Exact returns log2(v) for a power of two, else -1.
 func log2Exact(v uint64) int8 {

@@ -132,3 +132,11 @@ func itoa(n int) string {
 	}
 	return itoa(n/10) + string(rune('0'+n%10))
 }
+
+// SetBucketPieces sets log2 of the bucket width in average pieces for the
+// maps compiled from now on, and returns the previous value.
+func SetBucketPieces(n uint) uint {
+	old := bucketPieces
+	bucketPieces = n
+	return old
+}
