@@ -237,8 +237,11 @@ func (c *Compiled) Hooks(id uint32) []Hook { return c.chains[id] }
 // the device's size gives a step at the device itself (the per-level walk
 // reports the error). It allocates nothing.
 func (c *Compiled) Lookup(s uint64) Place {
+	if s >= c.size {
+		return place(PlaceStep, unsafe.Pointer(c), s, max(maxSector-s, 1), 0)
+	}
 	// find, by hand: the compiler does not inline a loop.
-	b := min(s>>c.shift, c.nb)
+	b := s >> c.shift
 	i, j := int(c.bkt[b]), int(c.bkt[b+1])
 	if j-i > linearScan {
 		i = c.search(i, j, s)
@@ -284,7 +287,10 @@ const linearScan = 32
 
 // find returns the index of the piece holding s (Lookup has a copy).
 func (c *Compiled) find(s uint64) int {
-	b := min(s>>c.shift, c.nb)
+	if s >= c.size {
+		return len(c.pcs) - 1
+	}
+	b := s >> c.shift
 	i, j := int(c.bkt[b]), int(c.bkt[b+1])
 	if j-i <= linearScan {
 		for c.pcs[i].end <= s {

@@ -221,3 +221,22 @@ func TestCompiledManyChildren(t *testing.T) {
 		t.Error("Child(top) is not nil")
 	}
 }
+
+// TestCompiledPastTheEnd: sectors at and past the end, up to the last
+// one, are a step at the device itself, with a run of at least one.
+func TestCompiledPastTheEnd(t *testing.T) {
+	p := stack.NewPool(stacktest.Opener(stacktest.NewMemLeaf("/end/a", "a", 100, true)))
+	d := stacktest.MustCreate(t, p, "d", "0 100 linear /end/a 0")
+	empty, err := p.Create("empty", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*stack.Compiled{stack.Compile(d), stack.Compile(empty)} {
+		for _, s := range []uint64{c.Size(), c.Size() + 1, 1 << 62, ^uint64(0) - 1, ^uint64(0)} {
+			pl := c.Lookup(s)
+			if pl.Kind() != stack.PlaceStep || pl.Map() != c || pl.Sector != s || pl.Run == 0 {
+				t.Errorf("%s: Lookup(%d) = %v %v %d+%d", c.Device().Name(), s, pl.Kind(), pl.Map(), pl.Sector, pl.Run)
+			}
+		}
+	}
+}
