@@ -68,6 +68,7 @@ type FS struct {
 	st      *state // what is known of the tree; nil until needed
 	watch   *watcher
 	devFile *os.File // the block device, for reading ext4 metadata (opened on demand)
+	table   mountTable
 }
 
 // caps is what the mounted filesystem can answer.
@@ -87,6 +88,7 @@ func Open(major, minor uint32) (*FS, error) { return OpenWith(major, minor, Opti
 // OpenWith is Open with options.
 func OpenWith(major, minor uint32, opts Options) (*FS, error) {
 	fs := &FS{major: major, minor: minor, dev: unix.Mkdev(major, minor), opts: opts.withDefaults()}
+	fs.table.path = fs.opts.MountInfo
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if err := fs.attach(); err != nil {
@@ -144,7 +146,7 @@ func (fs *FS) attach() error {
 // resolve picks the mount to use: the first of rankMounts whose mount
 // point still shows that mount.
 func (fs *FS) resolve() (Mount, error) {
-	ms, err := readMountInfo(fs.opts.MountInfo)
+	ms, err := fs.table.get()
 	if err != nil {
 		return Mount{}, &DeviceError{Major: fs.major, Minor: fs.minor, Op: "mountinfo", Err: err}
 	}
@@ -176,7 +178,7 @@ func (fs *FS) showsMount(m Mount) bool {
 // mount (the filesystem may have been unmounted and mounted again, or
 // replaced). fs.mu is held.
 func (fs *FS) checkMount() error {
-	ms, err := readMountInfo(fs.opts.MountInfo)
+	ms, err := fs.table.get()
 	if err != nil {
 		return fs.errorf("mountinfo", err)
 	}
@@ -316,5 +318,6 @@ func (fs *FS) Close() error {
 	}
 	fs.closed = true
 	fs.reset()
+	fs.table.close()
 	return nil
 }

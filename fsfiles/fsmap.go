@@ -3,6 +3,7 @@ package fsfiles
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -124,6 +125,11 @@ func encodeDev(major, minor uint32) uint32 {
 // fsmapBatch is how many records one GETFSMAP call returns at most.
 const fsmapBatch = 512
 
+var fsmapBufs = sync.Pool{New: func() any {
+	b := make([]byte, fsmapHeadSize+fsmapBatch*fsmapRecSize)
+	return &b
+}}
+
 // getfsmap calls fn with every record of the data device dev (encoded as
 // the kernel's fmr_device) that overlaps the bytes [lo, hi], paging as
 // include/uapi/linux/fsmap.h says: the last record of one reply is the low
@@ -133,7 +139,9 @@ const fsmapBatch = 512
 // returning false stops the query. A reply that does not move the low key
 // forward ends it too (a kernel that loops would otherwise hang us).
 func getfsmap(fd int, dev uint32, lo, hi uint64, fn func(fsmapRecord) bool) error {
-	buf := make([]byte, fsmapHeadSize+fsmapBatch*fsmapRecSize)
+	bp := fsmapBufs.Get().(*[]byte)
+	defer fsmapBufs.Put(bp)
+	buf := *bp
 	le := binary.LittleEndian
 	low := fsmapRecord{Device: dev, Physical: lo}
 	high := fsmapRecord{Device: dev, Physical: hi, Owner: ^uint64(0), Offset: ^uint64(0)}

@@ -57,6 +57,11 @@ func newTestFS(t testing.TB, kind string, sizeMB int, mkfsArgs ...string) *testF
 			t.Logf("losetup -d %s: %v: %s", f.dev, err, out)
 		}
 	})
+	// A loop device keeps a read-only flag set on it by BLKROSET
+	// (blockdev --setro) across detach and attach: clear it on ours.
+	if out, err := exec.Command("blockdev", "--setrw", f.dev).CombinedOutput(); err != nil {
+		t.Fatalf("blockdev --setrw %s: %v: %s", f.dev, err, out)
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(f.dev, &st); err != nil {
 		t.Fatal(err)

@@ -19,11 +19,12 @@ import (
 // were hit.
 //
 // Where GETFSMAP names owners (XFS with rmapbt) it says everything and the
-// walk only keeps names. Elsewhere GETFSMAP (if the filesystem has it)
-// classifies free space and the metadata it knows, and the walk's index
-// of extents places the rest; the index is built by the first Lookup (or
-// Prepare) and kept current by the watch, so a warm Lookup costs a
-// GETFSMAP query, the changes since the last one and a search.
+// walk only keeps names. Elsewhere the walk's index of extents places the
+// files and directories, and GETFSMAP (if the filesystem has it) sorts the
+// rest into free space and the metadata it knows; the index is built by
+// the first Lookup (or Prepare) and kept current by the watch, so a warm
+// Lookup costs the changes since the last one, a search, and a GETFSMAP
+// query only for what no file holds.
 func (fs *FS) Lookup(ctx context.Context, sectors extent.Set, limit int) (Result, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -49,21 +50,25 @@ func (fs *FS) Lookup(ctx context.Context, sectors extent.Set, limit int) (Result
 
 	lk := &lookup{fs: fs, ctx: ctx, root: root, c: newCollector(fs.opts.MaxPieces)}
 	unknown := set
-	if fs.caps.fsmap {
-		if unknown, err = lk.byFsmap(set); err != nil {
-			return Result{}, err
-		}
-	}
-	if !unknown.Empty() && fs.wantExtents() {
+	if fs.wantExtents() {
+		// The index is current (the watch saw every change since the
+		// walk): what it places is placed, and GETFSMAP, which costs
+		// more, is asked only about the rest.
 		if err := lk.state(); err != nil {
 			return Result{}, err
 		}
 		unknown = lk.byIndex(unknown)
-		if !unknown.Empty() && fs.watch != nil {
-			// Data written through a shared mapping raises no event until
-			// the file's last reference goes: map again what is open for
-			// writing now.
-			lk.remapWritable()
+	}
+	if !unknown.Empty() && fs.caps.fsmap {
+		if unknown, err = lk.byFsmap(unknown); err != nil {
+			return Result{}, err
+		}
+	}
+	if !unknown.Empty() && fs.wantExtents() && fs.watch != nil {
+		// Data written through a shared mapping raises no event until the
+		// file's last reference goes: map again what is open for writing
+		// now.
+		if lk.remapWritable() {
 			unknown = lk.byIndex(unknown)
 		}
 	}
@@ -260,7 +265,7 @@ func (lk *lookup) placed(ino uint64) bool {
 
 // remapWritable maps again every file of the filesystem that a process
 // holds open for writing or mapped shared and writable.
-func (lk *lookup) remapWritable() {
+func (lk *lookup) remapWritable() bool {
 	m := &mapper{}
 	seen := map[uint64]bool{}
 	_ = scanOpen(lk.fs.opts.Proc, lk.fs.dev, func(r openRef) {
@@ -273,6 +278,7 @@ func (lk *lookup) remapWritable() {
 		}
 		lk.fs.remapPath(lk.st, m, r.Ino, r.Via)
 	})
+	return len(seen) > 0
 }
 
 // byRegions names what the filesystem's own layout places: the XFS
@@ -326,9 +332,10 @@ func (lk *lookup) paths(ino uint64) []string {
 	return out
 }
 
-// openBy returns the processes that hold ino open (when it has no name)
-// and the path it had; /proc is read once per lookup.
-func (lk *lookup) openBy(ino uint64) ([]int, string) {
+// openBy says, for an inode with no name, whether it was unlinked, the
+// processes that hold it open and the path it had; /proc is read once per
+// lookup.
+func (lk *lookup) openBy(ino uint64) ([]int, string, bool) {
 	if lk.open == nil {
 		lk.open = map[uint64]openRef{}
 		pids := map[uint64][]int{}
@@ -345,9 +352,17 @@ func (lk *lookup) openBy(ino uint64) ([]int, string) {
 	}
 	r, ok := lk.open[ino]
 	if !ok {
-		return nil, ""
+		if lk.st != nil {
+			if last, gone := lk.st.gone[ino]; gone {
+				if last != "" {
+					last = path.Join(lk.fs.mount.Point, last)
+				}
+				return nil, last, true
+			}
+		}
+		return nil, "", false
 	}
 	pids := slices.Clone(lk.pidsOf[ino])
 	slices.Sort(pids)
-	return slices.Compact(pids), r.Path
+	return slices.Compact(pids), r.Path, true
 }

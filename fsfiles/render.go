@@ -116,6 +116,8 @@ func (r Result) WriteText(w io.Writer) error {
 		for _, p := range names {
 			name := p
 			switch {
+			case f.Deleted && len(f.OpenBy) == 0:
+				name = strings.TrimSpace(p + " (deleted, being freed)")
 			case f.Deleted:
 				name = strings.TrimSpace(p + " (deleted, open by " + pidList(f.OpenBy) + ")")
 			case p == "":

@@ -33,7 +33,7 @@ type FileRange struct {
 	Stride    uint64   // bytes, when Count > 1
 	Count     uint64   // copies; 1 for a plain range
 	Unwritten bool     // preallocated and never written: it reads as zeros, no data is lost
-	Deleted   bool     // unlinked but still open: OpenBy holds it
+	Deleted   bool     // unlinked: Paths holds its last name; still open by OpenBy, or, with none, being freed
 	OpenBy    []int    // the processes that hold a deleted file open
 }
 
@@ -115,7 +115,7 @@ func (c *collector) freeSpace(p []extent.Run) {
 // result sorts and coalesces what was gathered and keeps at most limit
 // entries (0: all), files first, then metadata, then free space. paths
 // names the inodes; open says who holds a file with no name.
-func (c *collector) result(limit int, paths func(ino uint64) []string, open func(ino uint64) ([]int, string)) Result {
+func (c *collector) result(limit int, paths func(ino uint64) []string, open func(ino uint64) (pids []int, last string, deleted bool)) Result {
 	var r Result
 	type fileRows struct {
 		key   fileKey
@@ -132,11 +132,8 @@ func (c *collector) result(limit int, paths func(ino uint64) []string, open func
 		ps := f.paths
 		if len(ps) == 0 {
 			var last string
-			if pids, last = open(f.key.ino); len(pids) > 0 {
-				deleted = true
-				if last != "" {
-					ps = []string{last}
-				}
+			if pids, last, deleted = open(f.key.ino); deleted && last != "" {
+				ps = []string{last}
 			}
 		}
 		for _, run := range f.runs {

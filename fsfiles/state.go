@@ -19,6 +19,8 @@ type state struct {
 	deep     map[uint64]struct{}     // ext4 files whose extent tree has blocks of its own
 	unlinked map[uint64]struct{}     // lost their last name since the walk: open still, or gone?
 	orphans  map[uint64]openRef      // unlinked but open (found through /proc)
+	gone     map[uint64]string       // unlinked and closed (its blocks may not be freed yet): its last path
+	lastPath map[uint64]string       // the path an unlinked inode had, until settled
 	handles  map[fanHandle]uint64    // inode of handles seen, for those that cannot be opened any more
 	trees    map[uint64]ext4TreeInfo // ext4 extent trees read, by inode
 	built    time.Time
@@ -91,7 +93,7 @@ func (fs *FS) build(ctx context.Context) (*state, error) {
 		return nil, fs.errorf("walk", err)
 	}
 	s := &state{rootIno: st.Ino, pending: map[uint64]struct{}{}, deep: map[uint64]struct{}{}, unlinked: map[uint64]struct{}{},
-		orphans: map[uint64]openRef{}, handles: map[fanHandle]uint64{}, trees: map[uint64]ext4TreeInfo{}, built: time.Now()}
+		orphans: map[uint64]openRef{}, gone: map[uint64]string{}, lastPath: map[uint64]string{}, handles: map[fanHandle]uint64{}, trees: map[uint64]ext4TreeInfo{}, built: time.Now()}
 	n, nexts := 0, 0
 	for _, o := range outs {
 		n += len(o.entries)
@@ -229,8 +231,12 @@ func (fs *FS) applyDirent(s *state, root int, ev fanEvent) {
 		if ino, typ, ok := fs.handleIno(s, root, ev.Obj); ok {
 			s.names.add(dir, ev.Name, ino, typ)
 			delete(s.unlinked, ino)
+			delete(s.gone, ino)
 		}
 	case ev.Mask&fanDelete != 0:
+		if ps := s.names.paths(s.names.kids[link{dir, ev.Name}], nil); len(ps) > 0 {
+			s.lastPath[s.names.kids[link{dir, ev.Name}]] = ps[0]
+		}
 		if ino := s.names.remove(dir, ev.Name); ino != 0 {
 			if nd := s.names.nodes[ino]; nd != nil && len(nd.links) == 0 {
 				s.unlinked[ino] = struct{}{}
@@ -345,17 +351,14 @@ func (fs *FS) remapFd(s *state, m *mapper, pfd int) {
 // (writeback places it without an event), and drops inodes that lost their
 // last name and are no longer open. fs.mu is held.
 func (fs *FS) settle(s *state) error {
-	if s.ext == nil || (len(s.pending) == 0 && len(s.unlinked) == 0) {
-		if s.ext == nil {
-			for ino := range s.unlinked {
-				s.names.forget(ino)
-			}
-			clear(s.unlinked)
-		}
+	if len(s.pending) == 0 && len(s.unlinked) == 0 {
 		return nil
 	}
 	m := &mapper{}
 	for ino := range s.pending {
+		if s.ext == nil {
+			break
+		}
 		if r, ok := s.orphans[ino]; ok {
 			fs.remapPath(s, m, ino, r.Via)
 			continue
@@ -382,12 +385,19 @@ func (fs *FS) settle(s *state) error {
 				continue
 			}
 			delete(s.orphans, ino)
-			s.ext.replace(ino, nil)
+			if len(s.gone) > maxDirty {
+				clear(s.gone)
+			}
+			s.gone[ino] = s.lastPath[ino]
+			if s.ext != nil {
+				s.ext.replace(ino, nil)
+			}
 			s.names.forget(ino)
 			delete(s.pending, ino)
 			delete(s.deep, ino)
 		}
 		clear(s.unlinked)
+		clear(s.lastPath)
 	}
 	return nil
 }

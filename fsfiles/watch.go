@@ -36,6 +36,7 @@ type watcher struct {
 	rc syscall.RawConn
 
 	mu      sync.Mutex
+	buf     []byte                 // read buffer of drain, under mu
 	dirty   map[fanHandle]struct{} // files whose data changed
 	dirents []fanEvent             // directory entry events, in order
 	lost    bool                   // events were lost: the index cannot be trusted
@@ -67,9 +68,8 @@ func watchFS(path string) (*watcher, error) {
 // read takes events as they come until the descriptor is closed.
 func (w *watcher) read() {
 	defer close(w.done)
-	buf := make([]byte, 256<<10)
 	err := w.rc.Read(func(fd uintptr) bool {
-		w.drainLocked(int(fd), buf)
+		w.drainLocked(int(fd))
 		return false // wait for more
 	})
 	w.mu.Lock()
@@ -82,15 +82,18 @@ func (w *watcher) read() {
 // drain reads what the kernel has queued now, so that a Lookup sees every
 // change made before it started.
 func (w *watcher) drain() {
-	buf := make([]byte, 256<<10)
-	_ = w.rc.Control(func(fd uintptr) { w.drainLocked(int(fd), buf) })
+	_ = w.rc.Control(func(fd uintptr) { w.drainLocked(int(fd)) })
 }
 
-// drainLocked reads events until the queue is empty; it takes w.mu for
-// each batch so that the reader and drain apply batches in order.
-func (w *watcher) drainLocked(fd int, buf []byte) {
+// drainLocked reads events until the queue is empty, under w.mu, so that
+// the reader and drain keep events in order.
+func (w *watcher) drainLocked(fd int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.buf == nil {
+		w.buf = make([]byte, 64<<10)
+	}
+	buf := w.buf
 	for {
 		n, err := unix.Read(fd, buf)
 		if err == unix.EINTR {
@@ -135,7 +138,10 @@ func (w *watcher) take() (dirty map[fanHandle]struct{}, dirents []fanEvent, lost
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	dirty, dirents, lost = w.dirty, w.dirents, w.lost || w.err != nil
-	w.dirty, w.dirents, w.lost = map[fanHandle]struct{}{}, nil, false
+	if len(dirty) > 0 {
+		w.dirty = map[fanHandle]struct{}{}
+	}
+	w.dirents, w.lost = nil, false
 	return dirty, dirents, lost
 }
 

@@ -1,0 +1,5 @@
+package fsfiles
+
+import "golang.org/x/sys/unix"
+
+var unixClose = unix.Close
