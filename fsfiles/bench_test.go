@@ -139,4 +139,3 @@ func benchCold(b *testing.B, f *testFS, opts Options, targets []extent.Set) {
 	b.ReportMetric(walk/1e6, "walkdir-ms")
 	b.ReportMetric(testenv.NsPerOp(b)/walk, "x-walkdir")
 }
-
