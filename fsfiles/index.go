@@ -145,9 +145,14 @@ func (x *extentIndex) inodeExtents(ino uint64) []mapped {
 	return out
 }
 
-// size returns how many extents the index holds (base and overlay).
+// size returns how many current extents the index holds.
 func (x *extentIndex) size() int {
-	n := len(x.base)
+	n := 0
+	for _, e := range x.base {
+		if _, hidden := x.over[e.Ino]; !hidden {
+			n++
+		}
+	}
 	for _, e := range x.over {
 		n += len(e)
 	}

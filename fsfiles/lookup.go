@@ -288,7 +288,8 @@ func (lk *lookup) byRegions(unknown extent.Set) (extent.Set, error) {
 	fs := lk.fs
 	var regs []region
 	if g := fs.caps.xfs; g != nil && !fs.caps.owners {
-		regs = append(regs, g.staticRegions()...)
+		b := unknown.Bounds()
+		regs = append(regs, g.staticRegions(b.Start, b.End())...)
 		chunks, err := g.inodeChunks(lk.root)
 		if err == nil {
 			regs = append(regs, chunks...)

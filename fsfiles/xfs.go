@@ -42,7 +42,7 @@ func decodeXFSGeom(b []byte) (xfsGeom, error) {
 		DataBlocks: le.Uint64(b[32:]), LogStart: le.Uint64(b[56:]), Flags: le.Uint32(b[92:]),
 	}
 	pow2 := func(v uint32) bool { return v != 0 && v&(v-1) == 0 }
-	if !pow2(g.BlockSize) || g.BlockSize < 512 || g.BlockSize > 1<<16 || !pow2(g.SectSize) || g.SectSize < 512 ||
+	if g.AGCount > 1<<31 || !pow2(g.BlockSize) || g.BlockSize < 512 || g.BlockSize > 1<<16 || !pow2(g.SectSize) || g.SectSize < 512 ||
 		g.SectSize > g.BlockSize || !pow2(g.InodeSize) || g.InodeSize > g.BlockSize || g.AGBlocks == 0 || g.AGCount == 0 {
 		return xfsGeom{}, fmt.Errorf("%w: xfs geometry block %d sector %d inode %d agblocks %d agcount %d",
 			ErrMalformed, g.BlockSize, g.SectSize, g.InodeSize, g.AGBlocks, g.AGCount)
@@ -96,16 +96,18 @@ type region struct {
 	Ino        uint64 // the file it belongs to, if any
 }
 
-// staticRegions returns what the geometry alone places: the headers at
-// the start of every allocation group (superblock, AGF, AGI, AGFL, which
-// the rmap calls "static fs metadata") and the internal log.
-func (g xfsGeom) staticRegions() []region {
+// staticRegions returns what the geometry alone places within sectors
+// [lo, hi): the headers at the start of every allocation group
+// (superblock, AGF, AGI, AGFL, which the rmap calls "static fs metadata")
+// and the internal log.
+func (g xfsGeom) staticRegions(lo, hi uint64) []region {
 	spb := g.sectorsPerBlock()
+	agSectors := uint64(g.AGBlocks) * spb
 	// The four headers are one sector each; the AGFL is the last, in block
 	// XFS_AGFL_BLOCK = (3 * sectsize) / blocksize.
 	hdrBlocks := uint64(3*g.SectSize/g.BlockSize) + 1
-	out := make([]region, 0, g.AGCount+1)
-	for ag := range uint64(g.AGCount) {
+	var out []region
+	for ag := lo / agSectors; ag < uint64(g.AGCount) && ag*agSectors < hi; ag++ {
 		out = append(out, region{Start: ag * uint64(g.AGBlocks) * spb, Len: hdrBlocks * spb, Kind: KindStatic,
 			Detail: fmt.Sprintf("allocation group %d headers", ag)})
 	}
