@@ -63,6 +63,7 @@ type FS struct {
 	mu      sync.Mutex
 	closed  bool
 	mount   Mount
+	unique  uint64 // the mount's never-reused ID (STATX_MNT_ID_UNIQUE), 0 if the kernel has none
 	sectors uint64 // device size
 	caps    caps
 	st      *state // what is known of the tree; nil until needed
@@ -119,6 +120,7 @@ func (fs *FS) attach() error {
 		return err
 	}
 	fs.mount = m
+	fs.unique = uniqueMountID(unix.AT_FDCWD, m.Point, unix.AT_NO_AUTOMOUNT)
 	size, err := readSectors(fs.opts.Sys, fs.major, fs.minor)
 	if err != nil {
 		return fs.errorf("device size", err)
@@ -183,7 +185,8 @@ func (fs *FS) checkMount() error {
 		return fs.errorf("mountinfo", err)
 	}
 	for _, m := range ms {
-		if m.ID == fs.mount.ID && m.Major == fs.major && m.Minor == fs.minor && fs.showsMount(m) {
+		if m.ID == fs.mount.ID && m.Major == fs.major && m.Minor == fs.minor && fs.showsMount(m) &&
+			uniqueMountID(unix.AT_FDCWD, m.Point, unix.AT_NO_AUTOMOUNT) == fs.unique {
 			return nil
 		}
 	}
@@ -202,6 +205,18 @@ func (fs *FS) reset() {
 		fs.devFile.Close()
 		fs.devFile = nil
 	}
+}
+
+// uniqueMountID returns the 64-bit mount ID the kernel never reuses
+// (STATX_MNT_ID_UNIQUE, Linux 6.8), or 0. The mountinfo ID can be reused
+// by the next mount once a mount is gone: a filesystem unmounted and
+// mounted again (its index and watch stale) could show the same one.
+func uniqueMountID(dir int, path string, flags int) uint64 {
+	var stx unix.Statx_t
+	if unix.Statx(dir, path, flags, unix.STATX_MNT_ID_UNIQUE, &stx) != nil || stx.Mask&unix.STATX_MNT_ID_UNIQUE == 0 {
+		return 0
+	}
+	return stx.Mnt_id
 }
 
 // openRoot opens the mount's root directory (for ioctls: GETFSMAP, the

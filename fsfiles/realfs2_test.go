@@ -316,3 +316,31 @@ func TestCancel(t *testing.T) {
 	_ = strings.Contains
 	_ = extent.Set{}
 }
+
+// TestRemount: unmounting and mounting again (maybe under the same mount
+// ID) drops what was known: a file written while unmounted is found.
+func TestRemount(t *testing.T) {
+	f := newTestFS(t, "ext4", 64)
+	f.write("a", 8192)
+	fs, err := Open(f.major, f.minor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	if err := fs.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.umount()
+	// Write a file while the watch cannot see it: mounted elsewhere.
+	other := t.TempDir()
+	mountMore(t, f.dev, other)
+	if err := os.WriteFile(filepath.Join(other, "b"), make([]byte, 8192), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("umount", other).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v %s", err, out)
+	}
+	mountMore(t, f.dev, f.mnt)
+	r := doLookup(t, fs, sectors(sectorOf(t, f.placement("b"), 4096), 1), 0)
+	wantOnlyFile(t, r, FileRange{Inode: f.ino("b"), Paths: []string{f.path("b")}, Offset: 4096, Length: 512})
+}

@@ -172,6 +172,9 @@ func (fs *FS) apply(s *state, dirty map[fanHandle]struct{}, dirents []fanEvent) 
 	}
 	defer unix.Close(root)
 	m := &mapper{}
+	if dirty == nil {
+		dirty = map[fanHandle]struct{}{}
+	}
 	changedDirs := map[fanHandle]struct{}{}
 	for _, ev := range dirents {
 		fs.applyDirent(s, root, ev)

@@ -131,15 +131,16 @@ func (w *watcher) keep(ev fanEvent) {
 	}
 }
 
-// take returns and forgets what was kept; lost is true when events were
-// lost since the last take (or the watch stopped).
+// take returns and forgets what was kept (dirty is nil when no data
+// changed); lost is true when events were lost since the last take (or
+// the watch stopped).
 func (w *watcher) take() (dirty map[fanHandle]struct{}, dirents []fanEvent, lost bool) {
 	w.drain()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	dirty, dirents, lost = w.dirty, w.dirents, w.lost || w.err != nil
-	if len(dirty) > 0 {
-		w.dirty = map[fanHandle]struct{}{}
+	dirents, lost = w.dirents, w.lost || w.err != nil
+	if len(w.dirty) > 0 {
+		dirty, w.dirty = w.dirty, map[fanHandle]struct{}{}
 	}
 	w.dirents, w.lost = nil, false
 	return dirty, dirents, lost
