@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -92,8 +93,17 @@ func benchWarm(b *testing.B, f *testFS, opts Options, targets []extent.Set) {
 		b.Fatal(err)
 	}
 	defer fsys.Close()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	if err := fsys.Prepare(context.Background()); err != nil {
 		b.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "index-MiB")
+	if in := fsys.Info(); in.Inodes < 100000 {
+		b.Fatalf("info %+v: fewer than 100k inodes", in)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-
-	"github.com/daxstack/daxstack/extent"
 )
 
 // The ext4 superblock (fs/ext4/ext4.h, struct ext4_super_block), 1024
@@ -215,7 +213,7 @@ func ext4InodeBlock(dev io.ReaderAt, sb ext4Super, ino uint64) (iblock []byte, f
 // but the superblock and the inodes place: the internal journal, and the
 // extent-tree blocks of every file whose tree has blocks of its own (read
 // only while unknown sectors remain, and remembered per inode).
-func (lk *lookup) ext4Regions(sb *ext4Super, unknown extent.Set) []region {
+func (lk *lookup) ext4Regions(sb *ext4Super) []region {
 	spb := sb.BlockSize / 512
 	var out []region
 	if sb.Compat&ext4CompatJnl != 0 && sb.JournalInum != 0 && sb.Incompat&ext4IncompatJDev == 0 {

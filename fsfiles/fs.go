@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -131,8 +132,15 @@ func (fs *FS) attach() error {
 		return err
 	}
 	defer unix.Close(root)
-	fs.caps = probe(root, fs.major, fs.minor, m.FSType)
-	if fs.caps.ext4 == nil && m.FSType == "ext4" {
+	fs.refreshCaps(root)
+	return nil
+}
+
+// refreshCaps finds out again what the filesystem answers and its
+// geometry (which an online grow changes). fs.mu is held.
+func (fs *FS) refreshCaps(root int) {
+	fs.caps = probe(root, fs.major, fs.minor, fs.mount.FSType)
+	if fs.mount.FSType == "ext4" {
 		if f, err := fs.openDevice(); err == nil {
 			buf := make([]byte, ext4SuperSize)
 			if _, err := f.ReadAt(buf, ext4SuperOffset); err == nil {
@@ -142,7 +150,6 @@ func (fs *FS) attach() error {
 			}
 		}
 	}
-	return nil
 }
 
 // resolve picks the mount to use: the first of rankMounts whose mount
@@ -236,6 +243,18 @@ func (fs *FS) openRoot() (int, error) {
 		return -1, fs.errorf("open mount point", fmt.Errorf("%w: %s shows another mount now", ErrNotMounted, fs.mount.Point))
 	}
 	return fd, nil
+}
+
+// fsSectors returns the filesystem's size in sectors where its geometry
+// says (0: unknown, the whole device is taken as the filesystem's).
+func (c caps) fsSectors() uint64 {
+	switch {
+	case c.xfs != nil:
+		return c.xfs.DataBlocks * c.xfs.sectorsPerBlock()
+	case c.ext4 != nil:
+		return c.ext4.BlocksCount * (c.ext4.BlockSize / 512)
+	}
+	return 0
 }
 
 // probe finds out what the filesystem answers: GETFSMAP at all (a query of
@@ -335,4 +354,33 @@ func (fs *FS) Close() error {
 	fs.reset()
 	fs.table.close()
 	return nil
+}
+
+// Info is what an FS knows of its filesystem, for diagnostics.
+type Info struct {
+	Mount      Mount
+	FSType     string
+	Method     string    // "getfsmap" (owners from reverse mapping) or "fiemap" (the walk's index)
+	Watching   bool      // a fanotify watch keeps the index current
+	Built      time.Time // when the tree was last walked (zero: not yet)
+	Inodes     int       // inodes the names know
+	Extents    int       // extents in the index (0 with "getfsmap")
+	WalkErrors int       // entries the last walk could not read
+}
+
+// Info returns what the FS knows now.
+func (fs *FS) Info() Info {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	in := Info{Mount: fs.mount, FSType: fs.mount.FSType, Method: "fiemap", Watching: fs.watch != nil}
+	if !fs.wantExtents() {
+		in.Method = "getfsmap"
+	}
+	if st := fs.st; st != nil {
+		in.Built, in.Inodes, in.WalkErrors = st.built, st.names.len(), st.walkErrs
+		if st.ext != nil {
+			in.Extents = st.ext.size()
+		}
+	}
+	return in
 }

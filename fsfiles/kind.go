@@ -44,4 +44,6 @@ const (
 	// KindMetadata: in use, not a file's data, and nothing more is known;
 	// Detail says what is.
 	KindMetadata Kind = "metadata"
+	// KindBeyond: sectors of the device past the filesystem's end.
+	KindBeyond Kind = "beyond the filesystem"
 )

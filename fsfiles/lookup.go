@@ -38,6 +38,12 @@ func (fs *FS) Lookup(ctx context.Context, sectors extent.Set, limit int) (Result
 	if !fs.wantExtents() {
 		res.Method = "getfsmap"
 	}
+	if sectors.Bounds().End() > fs.sectors {
+		// Past the device's end as last seen: it may have grown.
+		if n, err := readSectors(fs.opts.Sys, fs.major, fs.minor); err == nil {
+			fs.sectors = n
+		}
+	}
 	set := sectors.Clip(0, fs.sectors)
 	if set.Empty() {
 		return res, nil
@@ -47,8 +53,18 @@ func (fs *FS) Lookup(ctx context.Context, sectors extent.Set, limit int) (Result
 		return Result{}, err
 	}
 	defer unix.Close(root)
-
+	var beyond extent.Set
+	if end := fs.caps.fsSectors(); end > 0 && end < set.Bounds().End() {
+		// Past the filesystem's end as last seen: it may have grown.
+		fs.refreshCaps(root)
+		if end = fs.caps.fsSectors(); end > 0 && end < fs.sectors {
+			beyond, set = set.Clip(end, fs.sectors), set.Clip(0, end)
+		}
+	}
 	lk := &lookup{fs: fs, ctx: ctx, root: root, c: newCollector(fs.opts.MaxPieces)}
+	if !beyond.Empty() {
+		lk.c.metadata(metaKey{kind: KindBeyond}, beyond.Runs())
+	}
 	unknown := set
 	if fs.wantExtents() {
 		// The index is current (the watch saw every change since the
@@ -64,17 +80,17 @@ func (fs *FS) Lookup(ctx context.Context, sectors extent.Set, limit int) (Result
 			return Result{}, err
 		}
 	}
+	if !unknown.Empty() {
+		if unknown, err = lk.byRegions(unknown); err != nil {
+			return Result{}, err
+		}
+	}
 	if !unknown.Empty() && fs.wantExtents() && fs.watch != nil {
 		// Data written through a shared mapping raises no event until the
 		// file's last reference goes: map again what is open for writing
 		// now.
 		if lk.remapWritable() {
 			unknown = lk.byIndex(unknown)
-		}
-	}
-	if !unknown.Empty() {
-		if unknown, err = lk.byRegions(unknown); err != nil {
-			return Result{}, err
 		}
 	}
 	if !unknown.Empty() {
@@ -207,8 +223,12 @@ func (lk *lookup) owner(h fsmapHit) {
 	case r.Flags&fmrOfAttrFork != 0:
 		lk.c.metadata(metaKey{kind: KindXattr, ino: ino}, h.pieces)
 	default:
-		if typ, _ := lk.st.names.typeOf(ino); typ == dtDir {
+		switch typ, _ := lk.st.names.typeOf(ino); typ {
+		case dtDir:
 			lk.c.metadata(metaKey{kind: KindDirectory, ino: ino}, h.pieces)
+			return
+		case dtLnk:
+			lk.c.metadata(metaKey{kind: KindMetadata, ino: ino, detail: "symlink target"}, h.pieces)
 			return
 		}
 		// Physical is byte-exact; the record's first sector holds file
@@ -296,7 +316,7 @@ func (lk *lookup) byRegions(unknown extent.Set) (extent.Set, error) {
 		}
 	}
 	if sb := fs.caps.ext4; sb != nil {
-		regs = append(regs, lk.ext4Regions(sb, unknown)...)
+		regs = append(regs, lk.ext4Regions(sb)...)
 	}
 	if len(regs) == 0 {
 		return unknown, nil

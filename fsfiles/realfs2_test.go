@@ -344,3 +344,41 @@ func TestRemount(t *testing.T) {
 	r := doLookup(t, fs, sectors(sectorOf(t, f.placement("b"), 4096), 1), 0)
 	wantOnlyFile(t, r, FileRange{Inode: f.ino("b"), Paths: []string{f.path("b")}, Offset: 4096, Length: 512})
 }
+
+// TestBeyondTheFilesystem: a filesystem smaller than its device; the
+// sectors past its end are said to be so, and once it grows (XFS online;
+// ext4's online resize writes the mounted device, which this kernel
+// refuses) they are its.
+func TestBeyondTheFilesystem(t *testing.T) {
+	for _, kind := range []string{"ext4", "xfs"} {
+		t.Run(kind, func(t *testing.T) {
+			var f *testFS
+			if kind == "xfs" {
+				f = newTestFS(t, kind, 400, "-d", "size=300m")
+			} else {
+				f = newTestFS(t, kind, 400)
+				f.umount()
+				run(t, "mkfs.ext4", "-q", "-F", "-b", "4096", f.dev, "300M")
+				run(t, "mount", f.dev, f.mnt)
+			}
+			fs, err := Open(f.major, f.minor)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fs.Close()
+			at := uint64(350 << 11) // 350 MiB, in sectors
+			r := doLookup(t, fs, sectors(at, 8), 0)
+			if len(r.Metadata) != 1 || r.Metadata[0].Kind != KindBeyond || len(r.Files)+len(r.Free) != 0 {
+				t.Fatalf("want beyond the filesystem, got %+v", r)
+			}
+			if kind != "xfs" {
+				return
+			}
+			run(t, "xfs_growfs", f.mnt)
+			r = doLookup(t, fs, sectors(at, 8), 0)
+			if len(r.Free) != 1 || len(r.Metadata) != 0 {
+				t.Errorf("after growing, want free space: %+v", r)
+			}
+		})
+	}
+}

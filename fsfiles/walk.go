@@ -2,7 +2,6 @@ package fsfiles
 
 import (
 	"context"
-	"errors"
 	"path"
 	"runtime"
 	"sync"
@@ -311,9 +310,4 @@ func modeType(mode uint32) uint8 {
 		return dtLnk
 	}
 	return 1 // DT_FIFO and the others: no blocks of their own
-}
-
-// errGone reports errors that mean "the entry went away while we looked".
-func errGone(err error) bool {
-	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESTALE) || errors.Is(err, unix.ENOTDIR)
 }
