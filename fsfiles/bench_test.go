@@ -12,6 +12,7 @@ import (
 
 	"github.com/daxstack/daxstack/extent"
 	"github.com/daxstack/daxstack/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // populate writes dirs directories of files files of size bytes each,
@@ -118,7 +119,7 @@ func benchWarm(b *testing.B, f *testFS, opts Options, targets []extent.Set) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer closeFd(root)
+	defer unix.Close(root)
 	dev := encodeDev(f.major, f.minor)
 	raw := testenv.Paired(b, func(i int) {
 		t := targets[i%len(targets)].Bounds()

@@ -96,11 +96,6 @@ func (fs *FS) Lookup(ctx context.Context, sectors extent.Set, limit int) (Result
 	if !unknown.Empty() {
 		lk.c.metadata(metaKey{kind: KindMetadata, detail: fs.unattributed()}, unknown.Runs())
 	}
-	if lk.st == nil && len(lk.c.files)+len(lk.c.meta) > 0 && lk.needNames {
-		if err := lk.state(); err != nil {
-			return Result{}, err
-		}
-	}
 	r := lk.c.result(limit, lk.paths, lk.openBy)
 	r.Mount, r.FSType, r.Method = res.Mount, res.FSType, res.Method
 	return r, nil
@@ -123,16 +118,15 @@ func (fs *FS) unattributed() string {
 
 // lookup is the work of one Lookup.
 type lookup struct {
-	fs        *FS
-	ctx       context.Context
-	root      int
-	c         *collector
-	st        *state
-	needNames bool
-	pieces    []extent.Run // scratch
-	dirCache  map[uint64]string
-	open      map[uint64]openRef
-	pidsOf    map[uint64][]int
+	fs       *FS
+	ctx      context.Context
+	root     int
+	c        *collector
+	st       *state
+	pieces   []extent.Run // scratch
+	dirCache map[uint64]string
+	open     map[uint64]openRef
+	pidsOf   map[uint64][]int
 }
 
 func (lk *lookup) state() error {
@@ -180,6 +174,10 @@ func (lk *lookup) byFsmap(set extent.Set) (extent.Set, error) {
 				return true
 			}
 			switch {
+			case !r.special() && r.Physical%512 != 0:
+				// Not on whole sectors: no block-based filesystem reports
+				// that; leave it unknown.
+				known = known[:len(known)-1]
 			case !r.special():
 				owned = append(owned, fsmapHit{rec: r, start: r.Physical / 512, pieces: p})
 			case r.Owner == ownFree:
@@ -202,7 +200,6 @@ func (lk *lookup) byFsmap(set extent.Set) (extent.Set, error) {
 		}
 	}
 	if len(owned) > 0 {
-		lk.needNames = true
 		if err := lk.state(); err != nil {
 			return extent.Set{}, err
 		}
@@ -231,10 +228,7 @@ func (lk *lookup) owner(h fsmapHit) {
 			lk.c.metadata(metaKey{kind: KindMetadata, ino: ino, detail: "symlink target"}, h.pieces)
 			return
 		}
-		// Physical is byte-exact; the record's first sector holds file
-		// offset Offset minus the part of that sector before Physical
-		// (zero on any block-aligned filesystem).
-		lk.c.file(fileKey{ino: ino, unwritten: r.Flags&fmrOfPrealloc != 0}, h.start, r.Offset-(r.Physical-h.start*512), h.pieces)
+		lk.c.file(fileKey{ino: ino, unwritten: r.Flags&fmrOfPrealloc != 0}, h.start, r.Offset, h.pieces)
 	}
 }
 
@@ -263,7 +257,6 @@ func (lk *lookup) byIndex(unknown extent.Set) extent.Set {
 			}
 		})
 	}
-	lk.needNames = true
 	if len(cover) == 0 {
 		return unknown
 	}

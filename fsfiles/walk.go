@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/daxstack/daxstack/extent"
 )
 
 // entryRec is one directory entry found by a walk.
@@ -292,9 +294,12 @@ func appendMapped(dst []mapped, exts []fileExtent, ino uint64, flags uint8) []ma
 		if e.Flags&fiemapExtentShared != 0 {
 			f |= xShared
 		}
-		start := e.Physical / 512
-		end := (e.Physical + e.Length + 511) / 512
-		dst = append(dst, mapped{Start: start, Len: end - start, Logical: e.Logical - (e.Physical - start*512), Ino: ino, Flags: f})
+		// Block-mapped filesystems place extents on whole sectors; one
+		// that is not (or that lies past any device) is not ours to map.
+		if e.Physical%512 != 0 || e.Length%512 != 0 || e.Logical%512 != 0 || e.Physical/512+e.Length/512 > extent.MaxSector {
+			continue
+		}
+		dst = append(dst, mapped{Start: e.Physical / 512, Len: e.Length / 512, Logical: e.Logical, Ino: ino, Flags: f})
 	}
 	return dst
 }

@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/daxstack/daxstack/extent"
+	"golang.org/x/sys/unix"
 )
 
 // The kinds of filesystem every real test runs on. XFS needs 300 MB at
@@ -332,47 +330,4 @@ func checkFilesExact(t *testing.T, f *testFS, r Result, bad extent.Set, files ..
 		}
 	}
 	return got
-}
-
-// TestLookupNoWatch: without the watch every lookup walks again, and
-// still finds what changed.
-func TestLookupNoWatch(t *testing.T) {
-	f := newTestFS(t, "ext4", 64)
-	f.write("a", 8192)
-	fs, err := OpenWith(f.major, f.minor, Options{NoWatch: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	doLookup(t, fs, sectors(sectorOf(t, f.placement("a"), 0), 1), 0)
-	f.write("b", 8192)
-	r := doLookup(t, fs, sectors(sectorOf(t, f.placement("b"), 4096), 1), 0)
-	wantOnlyFile(t, r, FileRange{Inode: f.ino("b"), Paths: []string{f.path("b")}, Offset: 4096, Length: 512})
-	if fs.watch != nil {
-		t.Errorf("a watch was started")
-	}
-}
-
-func TestNotMounted(t *testing.T) {
-	f := newTestFS(t, "ext4", 64)
-	fs, err := Open(f.major, f.minor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	if ok, err := Mounted(f.major, f.minor); !ok || err != nil {
-		t.Errorf("Mounted = %v, %v", ok, err)
-	}
-	f.umount()
-	if ok, err := Mounted(f.major, f.minor); ok || err != nil {
-		t.Errorf("after umount: Mounted = %v, %v", ok, err)
-	}
-	_, err = fs.Lookup(context.Background(), sectors(0, 1), 0)
-	if !errorsIs(err, ErrNotMounted) || !errorsIs(err, unix.ENOENT) {
-		t.Errorf("Lookup after umount: %v, want ErrNotMounted", err)
-	}
-	if _, err := Open(f.major, f.minor); !errorsIs(err, ErrNotMounted) {
-		t.Errorf("Open after umount: %v", err)
-	}
-	_ = filepath.Join
 }

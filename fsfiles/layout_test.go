@@ -2,93 +2,15 @@ package fsfiles
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/daxstack/daxstack/extent"
 )
-
-// mountMore mounts with mount(8) and unmounts when the test ends.
-func mountMore(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
-		t.Fatalf("mount %v: %v: %s", args, err, out)
-	}
-	point := args[len(args)-1]
-	t.Cleanup(func() { exec.Command("umount", point).Run() })
-}
-
-// TestMountChoice: of several mounts the root mount is used; with only a
-// bind mount of a subdirectory left, that one (its files under its
-// path); a mount point covered by another mount is not used.
-func TestMountChoice(t *testing.T) {
-	f := newTestFS(t, "ext4", 64)
-	f.write("sub/inside", 8192)
-	f.write("outside", 8192)
-	bind := filepath.Join(t.TempDir(), "bind")
-	if err := os.Mkdir(bind, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	mountMore(t, "--bind", f.path("sub"), bind)
-	second := filepath.Join(t.TempDir(), "second")
-	if err := os.Mkdir(second, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	mountMore(t, f.dev, second) // the same filesystem mounted again
-	fs, err := Open(f.major, f.minor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	if m := fs.Mount(); m.Point != f.mnt || m.Root != "/" {
-		t.Errorf("mount used %+v, want the first root mount %s", m, f.mnt)
-	}
-	inside := sectorOf(t, f.placement("sub/inside"), 0)
-	r := doLookup(t, fs, sectors(inside, 1), 0)
-	wantOnlyFile(t, r, FileRange{Inode: f.ino("sub/inside"), Paths: []string{f.path("sub/inside")}, Length: 512})
-
-	// Cover the first root mount: the second is used.
-	mountMore(t, "-t", "tmpfs", "tmpfs", f.mnt)
-	r = doLookup(t, fs, sectors(inside, 1), 0)
-	wantOnlyFile(t, r, FileRange{Inode: f.ino2(second, "sub/inside"), Paths: []string{filepath.Join(second, "sub/inside")}, Length: 512})
-
-	// Unmount the second: only the bind mount of sub is left.
-	if out, err := exec.Command("umount", second).CombinedOutput(); err != nil {
-		t.Fatalf("umount: %v %s", err, out)
-	}
-	r = doLookup(t, fs, sectors(inside, 1), 0)
-	if fs.Mount().Point != bind {
-		t.Errorf("mount used %+v, want the bind mount", fs.Mount())
-	}
-	wantOnlyFile(t, r, FileRange{Inode: f.ino2(bind, "inside"), Paths: []string{filepath.Join(bind, "inside")}, Length: 512})
-
-	// Cover the bind mount too: nothing shows the filesystem.
-	mountMore(t, "-t", "tmpfs", "tmpfs", bind)
-	if _, err := fs.Lookup(context.Background(), sectors(inside, 1), 0); !errors.Is(err, ErrNotMounted) {
-		t.Errorf("all mounts covered: %v, want ErrNotMounted", err)
-	}
-}
-
-// ino2 is the inode of rel under another mount point.
-func (f *testFS) ino2(point, rel string) uint64 {
-	f.t.Helper()
-	var st unix.Stat_t
-	if err := unix.Lstat(filepath.Join(point, rel), &st); err != nil {
-		f.t.Fatal(err)
-	}
-	return st.Ino
-}
 
 // fragment writes n blocks of 4 KiB every other 4 KiB, each synced, so
 // that every one is an extent of its own.
@@ -230,119 +152,6 @@ func TestDelallocAndUnwritten(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestConcurrent: lookups from many goroutines, on one FS and through a
-// Cache, while files are written; run with -race.
-func TestConcurrent(t *testing.T) {
-	f := newTestFS(t, "ext4", 64)
-	f.write("a", 16<<10)
-	pl := f.placement("a")
-	s := sectors(sectorOf(t, pl, 0), 1)
-	fs, err := Open(f.major, f.minor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	c := NewCache(Options{})
-	defer c.Close()
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 30 {
-				var r Result
-				var err error
-				if g%2 == 0 {
-					r, err = fs.Lookup(context.Background(), s, 10)
-				} else {
-					r, err = c.Lookup(context.Background(), f.major, f.minor, s, 10)
-				}
-				if err == nil && (len(r.Files) != 1 || r.Files[0].Inode != f.ino("a")) {
-					err = fmt.Errorf("lookup %d: %+v", i, r)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := range 50 {
-			if err := os.WriteFile(f.path(fmt.Sprintf("w%d", i)), make([]byte, 4096), 0o644); err != nil {
-				errs <- err
-				return
-			}
-		}
-	}()
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if ok, err := c.Mounted(f.major, f.minor); !ok || err != nil {
-		t.Errorf("Cache.Mounted = %v %v", ok, err)
-	}
-}
-
-// TestCancel: a cancelled context ends the walk; the FS stays usable.
-func TestCancel(t *testing.T) {
-	f := newTestFS(t, "ext4", 64)
-	f.write("a", 8192)
-	fs, err := Open(f.major, f.minor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	s := sectors(sectorOf(t, f.placement("a"), 0), 1)
-	if _, err := fs.Lookup(ctx, s, 0); !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled lookup: %v", err)
-	}
-	r := doLookup(t, fs, s, 0)
-	wantOnlyFile(t, r, FileRange{Inode: f.ino("a"), Paths: []string{f.path("a")}, Length: 512})
-	if err := fs.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fs.Lookup(context.Background(), s, 0); !errors.Is(err, ErrClosed) {
-		t.Errorf("after Close: %v", err)
-	}
-	_ = strings.Contains
-	_ = extent.Set{}
-}
-
-// TestRemount: unmounting and mounting again (maybe under the same mount
-// ID) drops what was known: a file written while unmounted is found.
-func TestRemount(t *testing.T) {
-	f := newTestFS(t, "ext4", 64)
-	f.write("a", 8192)
-	fs, err := Open(f.major, f.minor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	if err := fs.Prepare(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	f.umount()
-	// Write a file while the watch cannot see it: mounted elsewhere.
-	other := t.TempDir()
-	mountMore(t, f.dev, other)
-	if err := os.WriteFile(filepath.Join(other, "b"), make([]byte, 8192), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("umount", other).CombinedOutput(); err != nil {
-		t.Fatalf("umount: %v %s", err, out)
-	}
-	mountMore(t, f.dev, f.mnt)
-	r := doLookup(t, fs, sectors(sectorOf(t, f.placement("b"), 4096), 1), 0)
-	wantOnlyFile(t, r, FileRange{Inode: f.ino("b"), Paths: []string{f.path("b")}, Offset: 4096, Length: 512})
 }
 
 // TestBeyondTheFilesystem: a filesystem smaller than its device; the

@@ -1,5 +1,0 @@
-package fsfiles
-
-import "golang.org/x/sys/unix"
-
-var unixClose = unix.Close
