@@ -75,6 +75,11 @@ func (r fsmapRecord) special() bool { return r.Flags&fmrOfSpecialOwner != 0 }
 // kernel left it: the header's entry count must fit both fmh_count and the
 // buffer, and no record may run past 2^64 bytes.
 func decodeFsmap(buf []byte) (oflags uint32, recs []fsmapRecord, err error) {
+	return decodeFsmapInto(buf, nil)
+}
+
+// decodeFsmapInto is decodeFsmap appending to recs[:0].
+func decodeFsmapInto(buf []byte, recs []fsmapRecord) (oflags uint32, _ []fsmapRecord, err error) {
 	if len(buf) < fsmapHeadSize {
 		return 0, nil, fmt.Errorf("%w: fsmap head of %d bytes", ErrMalformed, len(buf))
 	}
@@ -84,12 +89,13 @@ func decodeFsmap(buf []byte) (oflags uint32, recs []fsmapRecord, err error) {
 	if entries > count || uint64(entries) > uint64(len(buf)-fsmapHeadSize)/fsmapRecSize {
 		return 0, nil, fmt.Errorf("%w: fsmap reply of %d entries for %d slots", ErrMalformed, entries, count)
 	}
-	recs = make([]fsmapRecord, entries)
-	for i := range recs {
-		recs[i] = decodeFsmapRec(buf[fsmapHeadSize+i*fsmapRecSize:])
-		if r := recs[i]; r.Physical+r.Length < r.Physical {
+	recs = recs[:0]
+	for i := range int(entries) {
+		r := decodeFsmapRec(buf[fsmapHeadSize+i*fsmapRecSize:])
+		if r.Physical+r.Length < r.Physical {
 			return 0, nil, fmt.Errorf("%w: fsmap record %d+%d wraps", ErrMalformed, r.Physical, r.Length)
 		}
+		recs = append(recs, r)
 	}
 	return oflags, recs, nil
 }
@@ -145,6 +151,7 @@ func getfsmap(fd int, dev uint32, lo, hi uint64, fn func(fsmapRecord) bool) erro
 	le := binary.LittleEndian
 	low := fsmapRecord{Device: dev, Physical: lo}
 	high := fsmapRecord{Device: dev, Physical: hi, Owner: ^uint64(0), Offset: ^uint64(0)}
+	var recs []fsmapRecord
 	for {
 		clear(buf[:fsmapHeadSize])
 		le.PutUint32(buf[8:], fsmapBatch)
@@ -153,7 +160,8 @@ func getfsmap(fd int, dev uint32, lo, hi uint64, fn func(fsmapRecord) bool) erro
 		if err := ioctlPtr(fd, fsIocGetfsmap, unsafe.Pointer(&buf[0])); err != nil {
 			return err
 		}
-		oflags, recs, err := decodeFsmap(buf)
+		oflags, got, err := decodeFsmapInto(buf, recs)
+		recs = got
 		if err != nil {
 			return err
 		}

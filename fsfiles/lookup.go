@@ -61,7 +61,7 @@ func (fs *FS) Lookup(ctx context.Context, sectors extent.Set, limit int) (Result
 			beyond, set = set.Clip(end, fs.sectors), set.Clip(0, end)
 		}
 	}
-	lk := &lookup{fs: fs, ctx: ctx, root: root, c: newCollector(fs.opts.MaxPieces)}
+	lk := &lookup{fs: fs, ctx: ctx, root: root, c: newCollector(fs.opts.MaxPieces, limit)}
 	if !beyond.Empty() {
 		lk.c.metadata(metaKey{kind: KindBeyond}, beyond.Runs())
 	}

@@ -34,6 +34,7 @@ func scanOpen(proc string, dev uint64, fn func(openRef)) error {
 	if err != nil {
 		return err
 	}
+	buf := make([]byte, 0, 16<<10)
 	for _, pe := range ents {
 		pid, err := strconv.Atoi(pe.Name())
 		if err != nil || pid <= 0 {
@@ -41,7 +42,7 @@ func scanOpen(proc string, dev uint64, fn func(openRef)) error {
 		}
 		base := filepath.Join(proc, pe.Name())
 		scanFds(base, pid, dev, fn)
-		scanMaps(base, pid, dev, fn)
+		buf = scanMaps(base, pid, dev, buf, fn)
 	}
 	return nil
 }
@@ -87,19 +88,30 @@ func parseFdinfoFlags(data []byte) (uint64, bool) {
 	return 0, false
 }
 
-func scanMaps(base string, pid int, dev uint64, fn func(openRef)) {
+// scanMaps reads one process's maps with buf as the line buffer, and
+// returns the buffer for the next.
+func scanMaps(base string, pid int, dev uint64, buf []byte, fn func(openRef)) []byte {
 	f, err := os.Open(filepath.Join(base, "maps"))
 	if err != nil {
-		return
+		return buf
 	}
 	defer f.Close()
-	seen := map[uint64]bool{}
+	var seen map[uint64]bool
 	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	sc.Buffer(buf, 1<<20)
+	// The device as task_mmu.c prints it ("%02x:%02x"): lines of other
+	// devices are skipped before they are parsed.
+	devField := []byte(fmt.Sprintf(" %02x:%02x ", unix.Major(dev), unix.Minor(dev)))
 	for sc.Scan() {
+		if !bytes.Contains(sc.Bytes(), devField) {
+			continue
+		}
 		m, err := parseMapsLine(sc.Text())
 		if err != nil || m.Dev != dev || m.Ino == 0 || seen[m.Ino] {
 			continue
+		}
+		if seen == nil {
+			seen = map[uint64]bool{}
 		}
 		seen[m.Ino] = true
 		via := filepath.Join(base, "map_files", m.Range)
@@ -109,6 +121,7 @@ func scanMaps(base string, pid int, dev uint64, fn func(openRef)) {
 		}
 		fn(openRef{Pid: pid, Via: via, Path: strings.TrimSuffix(m.Path, " (deleted)"), Ino: m.Ino, Nlink: uint64(st.Nlink), Mode: st.Mode, Write: m.SharedWrite})
 	}
+	return buf
 }
 
 // mapsLine is one line of /proc/<pid>/maps.

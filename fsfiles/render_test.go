@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,7 +19,7 @@ var update = flag.Bool("update", false, "rewrite the golden files of testdata/")
 // deleted file open by two processes, one being freed, a directory, the
 // journal, free space.
 func sampleResult(limit int) Result {
-	c := newCollector(1 << 20)
+	c := newCollector(1<<20, 0)
 	ext := func(s, n uint64) []extent.Run { return []extent.Run{extent.ExtentRun(extent.Extent{Start: s, Len: n})} }
 	// inode 131 at sectors 1000.. holds bytes 0..; two pieces touching in
 	// file space come from two device extents.
@@ -117,11 +118,23 @@ func TestResultLimit(t *testing.T) {
 		t.Errorf("limit 10 (all): truncated")
 	}
 	// The work bound: pieces past MaxPieces are not gathered, and it says so.
-	c := newCollector(2)
+	c := newCollector(2, 0)
 	for i := range uint64(5) {
 		c.freeSpace([]extent.Run{extent.ExtentRun(extent.Extent{Start: i * 10, Len: 1})})
 	}
-	if res := c.result(0, func(uint64) []string { return nil }, func(uint64) ([]int, string, bool) { return nil, "", false }); !res.Truncated || len(res.Free) != 2 {
+	none := func(uint64) ([]int, string, bool) { return nil, "", false }
+	if res := c.result(0, func(uint64) []string { return nil }, none); !res.Truncated || len(res.Free) != 2 {
 		t.Errorf("work bound: %+v", res)
+	}
+	// The entry bound keeps the first entries met, and all of their pieces.
+	c = newCollector(100, 2)
+	one := func(s uint64) []extent.Run { return []extent.Run{extent.ExtentRun(extent.Extent{Start: s, Len: 1})} }
+	c.file(fileKey{ino: 9}, 100, 0, one(100))
+	c.file(fileKey{ino: 5}, 200, 0, one(200))
+	c.file(fileKey{ino: 7}, 300, 0, one(300)) // a third file: left out
+	c.file(fileKey{ino: 9}, 400, 4096, one(400))
+	res := c.result(0, func(ino uint64) []string { return []string{fmt.Sprint("/f", ino)} }, none)
+	if !res.Truncated || len(res.Files) != 3 || res.Files[0].Inode != 5 || res.Files[1].Inode != 9 || res.Files[2].Offset != 4096 {
+		t.Errorf("entry bound: %+v", res)
 	}
 }

@@ -71,11 +71,17 @@ type collector struct {
 	free   []extent.Run
 	pieces int
 	limit  int // the most pieces kept before the lookup stops (a bound on work)
+	keys   int // the most files, kinds of metadata and free runs kept (0: all)
 	full   bool
 }
 
-func newCollector(maxPieces int) *collector {
-	return &collector{files: map[fileKey][]extent.Run{}, meta: map[metaKey][]extent.Run{}, limit: maxPieces}
+// newCollector returns a collector that keeps at most maxPieces pieces
+// and, when keys > 0, at most keys entries (files, kinds of metadata, free
+// runs) in the order they are met: the entries past a lookup's limit would
+// be cut anyway, and naming them (their paths) is most of the cost of a
+// lookup that hits every file.
+func newCollector(maxPieces, keys int) *collector {
+	return &collector{files: map[fileKey][]extent.Run{}, meta: map[metaKey][]extent.Run{}, limit: maxPieces, keys: keys}
 }
 
 func (c *collector) take(n int) bool {
@@ -87,9 +93,21 @@ func (c *collector) take(n int) bool {
 	return true
 }
 
+// room reports whether a new entry can be kept.
+func (c *collector) room() bool {
+	if c.keys > 0 && len(c.files)+len(c.meta)+len(c.free) >= c.keys {
+		c.full = true
+		return false
+	}
+	return true
+}
+
 // file adds the device-sector pieces p of an extent at device sector
 // start, which holds the file's bytes from logical on.
 func (c *collector) file(k fileKey, start, logical uint64, p []extent.Run) {
+	if _, ok := c.files[k]; !ok && !c.room() {
+		return
+	}
 	if !c.take(len(p)) {
 		return
 	}
@@ -101,14 +119,20 @@ func (c *collector) file(k fileKey, start, logical uint64, p []extent.Run) {
 }
 
 func (c *collector) metadata(k metaKey, p []extent.Run) {
+	if _, ok := c.meta[k]; !ok && !c.room() {
+		return
+	}
 	if c.take(len(p)) {
 		c.meta[k] = append(c.meta[k], p...)
 	}
 }
 
 func (c *collector) freeSpace(p []extent.Run) {
-	if c.take(len(p)) {
-		c.free = append(c.free, p...)
+	for _, r := range p {
+		if !c.room() || !c.take(1) {
+			return
+		}
+		c.free = append(c.free, r)
 	}
 }
 
