@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/daxstack/daxstack/extent"
 )
@@ -104,7 +105,8 @@ func (r Result) Report(max int) Report {
 //	metadata	journal	sectors 409656+8
 //	free	sectors 1000+8
 //
-// A strided range is written start+length*count/stride. A last line
+// A strided range is written start+length*count/stride. A name with a
+// control character (a tab, a newline) or not UTF-8 is quoted. A last line
 // "(truncated)" says entries were left out.
 func (r Result) WriteText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
@@ -114,12 +116,12 @@ func (r Result) WriteText(w io.Writer) error {
 			names = []string{""}
 		}
 		for _, p := range names {
-			name := p
+			name := textName(p)
 			switch {
 			case f.Deleted && len(f.OpenBy) == 0:
-				name = strings.TrimSpace(p + " (deleted, being freed)")
+				name = strings.TrimSpace(textName(p) + " (deleted, being freed)")
 			case f.Deleted:
-				name = strings.TrimSpace(p + " (deleted, open by " + pidList(f.OpenBy) + ")")
+				name = strings.TrimSpace(textName(p) + " (deleted, open by " + pidList(f.OpenBy) + ")")
 			case p == "":
 				name = "(no name)"
 			}
@@ -133,7 +135,7 @@ func (r Result) WriteText(w io.Writer) error {
 	for _, m := range r.Metadata {
 		what := string(m.Kind)
 		if m.Path != "" {
-			what += " " + m.Path
+			what += " " + textName(m.Path)
 		}
 		if m.Inode != 0 {
 			what += "\tinode " + strconv.FormatUint(m.Inode, 10)
@@ -151,6 +153,16 @@ func (r Result) WriteText(w io.Writer) error {
 		fmt.Fprintln(bw, "(truncated)")
 	}
 	return bw.Flush()
+}
+
+// textName writes a path as it is, or quoted (Go syntax) when it holds a
+// control character or is not UTF-8, so that a name cannot forge lines
+// or columns of the text.
+func textName(p string) string {
+	if utf8.ValidString(p) && !strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return p
+	}
+	return strconv.Quote(p)
 }
 
 func runText(start, length, stride, count uint64) string {

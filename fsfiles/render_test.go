@@ -35,7 +35,7 @@ func sampleResult(limit int) Result {
 	c.metadata(metaKey{kind: KindStatic}, []extent.Run{{Start: 0, Len: 8, Stride: 204800, Count: 4}})
 	c.freeSpace(ext(9000, 16))
 	c.freeSpace(ext(9016, 16))
-	paths := map[uint64][]string{131: {"/mnt/data"}, 132: {"/mnt/d/a", "/mnt/d/a-link"}, 133: {"/mnt/big"}, 134: {"/mnt/prealloc"}, 140: {"/mnt/dir"}}
+	paths := map[uint64][]string{131: {"/mnt/data"}, 132: {"/mnt/d/a", "/mnt/d/a-link"}, 133: {"/mnt/big"}, 134: {"/mnt/prealloc"}, 140: {"/mnt/dir\nfile\t1"}}
 	open := func(ino uint64) ([]int, string, bool) {
 		switch ino {
 		case 135:

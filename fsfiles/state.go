@@ -2,7 +2,6 @@ package fsfiles
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -315,7 +314,7 @@ func (fs *FS) remapFd(s *state, m *mapper, pfd int) {
 	}
 	// Reopen through /proc (a magic link: no O_NOFOLLOW); the type is
 	// known, so no device or FIFO is opened.
-	fd, err := openat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", pfd), openReopen)
+	fd, err := reopen(pfd, openReopen)
 	if err != nil {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path"
 	"runtime"
+	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -163,6 +164,15 @@ const (
 	openReopen = unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK | unix.O_NOATIME
 )
 
+// reopen opens again, with flags, the file an O_PATH descriptor refers
+// to, through its /proc/self/fd link (a magic link: followed although
+// the path was opened with O_NOFOLLOW).
+func reopen(pfd int, flags int) (int, error) {
+	var b [32]byte
+	p := append(append(b[:0], "/proc/self/fd/"...), strconv.Itoa(pfd)...)
+	return openat(unix.AT_FDCWD, string(p), flags)
+}
+
 // openat opens name under dir, dropping O_NOATIME when it is refused (it
 // needs ownership or CAP_FOWNER).
 func openat(dir int, name string, flags int) (int, error) {
@@ -254,17 +264,29 @@ func (w *walker) dir(j dirJob, m *mapper, buf []byte, kids []dirJob, out *walkOu
 }
 
 // file maps one regular file named d in directory dirfd.
+//
+// The name is opened O_PATH first and reopened for reading only once it
+// is known to be the regular file listed: between the listing and the
+// open anyone who may write the directory can put a device or a FIFO
+// there, and opening a device can act on it (a tape rewinds).
 func (w *walker) file(dirfd int, d dirent, m *mapper, out *walkOut) {
-	fd, err := openat(dirfd, d.Name, openFile)
+	pfd, err := openat(dirfd, d.Name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	if err != nil {
+		out.errs++
+		return
+	}
+	var st unix.Stat_t
+	if unix.Fstat(pfd, &st) != nil || st.Ino != d.Ino || st.Dev != w.dev || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(pfd)
+		return // replaced since it was listed, or something mounted over it
+	}
+	fd, err := reopen(pfd, openReopen)
+	unix.Close(pfd)
 	if err != nil {
 		out.errs++
 		return
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) != nil || st.Ino != d.Ino || st.Dev != w.dev {
-		return // replaced since it was listed, or something mounted over it
-	}
 	out.files++
 	exts, pending, err := m.fiemap(fd, 0)
 	if err != nil {
