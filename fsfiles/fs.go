@@ -61,16 +61,17 @@ type FS struct {
 	dev          uint64 // unix.Mkdev(major, minor): st_dev of the filesystem's files
 	opts         Options
 
-	mu      sync.Mutex
-	closed  bool
-	mount   Mount
-	unique  uint64 // the mount's never-reused ID (STATX_MNT_ID_UNIQUE), 0 if the kernel has none
-	sectors uint64 // device size
-	caps    caps
-	st      *state // what is known of the tree; nil until needed
-	watch   *watcher
-	devFile *os.File // the block device, for reading ext4 metadata (opened on demand)
-	table   mountTable
+	mu       sync.Mutex
+	closed   bool
+	mount    Mount
+	unique   uint64 // the mount's never-reused ID (STATX_MNT_ID_UNIQUE), 0 if the kernel has none
+	sectors  uint64 // device size
+	caps     caps
+	st       *state // what is known of the tree; nil until needed
+	watch    *watcher
+	watchErr error    // why there is no watch, if it failed
+	devFile  *os.File // the block device, for reading ext4 metadata (opened on demand)
+	table    mountTable
 }
 
 // caps is what the mounted filesystem can answer.
@@ -362,6 +363,7 @@ type Info struct {
 	FSType     string
 	Method     string    // "getfsmap" (owners from reverse mapping) or "fiemap" (the walk's index)
 	Watching   bool      // a fanotify watch keeps the index current
+	WatchError error     // why not, when the watch could not be set
 	Built      time.Time // when the tree was last walked (zero: not yet)
 	Inodes     int       // inodes the names know
 	Extents    int       // extents in the index (0 with "getfsmap")
@@ -372,7 +374,7 @@ type Info struct {
 func (fs *FS) Info() Info {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	in := Info{Mount: fs.mount, FSType: fs.mount.FSType, Method: "fiemap", Watching: fs.watch != nil}
+	in := Info{Mount: fs.mount, FSType: fs.mount.FSType, Method: "fiemap", Watching: fs.watch != nil, WatchError: fs.watchErr}
 	if !fs.wantExtents() {
 		in.Method = "getfsmap"
 	}

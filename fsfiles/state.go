@@ -58,6 +58,10 @@ func (fs *FS) current(ctx context.Context) (*state, error) {
 	if fs.watch == nil && !fs.opts.NoWatch {
 		if w, err := watchFS(fs.mount.Point); err == nil {
 			fs.watch = w
+			fs.watchErr = nil
+			go fs.tidy(w)
+		} else {
+			fs.watchErr = err
 		}
 	}
 	if fs.watch != nil {
@@ -69,6 +73,38 @@ func (fs *FS) current(ctx context.Context) (*state, error) {
 	}
 	fs.st = st
 	return st, nil
+}
+
+// tidyEvery is how often the watch's backlog is looked at between
+// lookups, and tidyBacklog how much of it is applied then rather than left
+// to the next lookup.
+const (
+	tidyEvery   = time.Second
+	tidyBacklog = 256
+)
+
+// tidy applies the changes the watch w keeps when they pile up between
+// lookups (a tree copied in, a build), so that the next lookup does not
+// pay for them all; a watch that lost events has the tree walked again
+// here. It ends with the watch.
+func (fs *FS) tidy(w *watcher) {
+	t := time.NewTicker(tidyEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-t.C:
+		}
+		if !w.pressing(tidyBacklog) {
+			continue
+		}
+		fs.mu.Lock()
+		if fs.watch == w && fs.st != nil && !fs.closed {
+			_, _ = fs.current(context.Background())
+		}
+		fs.mu.Unlock()
+	}
 }
 
 // build walks the tree. fs.mu is held.

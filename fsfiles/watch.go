@@ -146,6 +146,13 @@ func (w *watcher) take() (dirty map[fanHandle]struct{}, dirents []fanEvent, lost
 	return dirty, dirents, lost
 }
 
+// pressing reports whether more than n changes wait, or events were lost.
+func (w *watcher) pressing(n int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lost || w.err != nil || len(w.dirty)+len(w.dirents) > n
+}
+
 // broken reports whether the reader stopped.
 func (w *watcher) broken() bool {
 	w.mu.Lock()

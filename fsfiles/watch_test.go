@@ -1,7 +1,12 @@
 package fsfiles
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // TestLookupNoWatch: without the watch every lookup walks again, and
@@ -20,5 +25,47 @@ func TestLookupNoWatch(t *testing.T) {
 	wantOnlyFile(t, r, FileRange{Inode: f.ino("b"), Paths: []string{f.path("b")}, Offset: 4096, Length: 512})
 	if fs.watch != nil {
 		t.Errorf("a watch was started")
+	}
+}
+
+// TestWatchBackground: changes piling up between lookups are applied in
+// the background; Close ends the watch's goroutines.
+func TestWatchBackground(t *testing.T) {
+	before := runtime.NumGoroutine()
+	f := newTestFS(t, "ext4", 64)
+	fs, err := Open(f.major, f.minor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if in := fs.Info(); !in.Watching || in.WatchError != nil {
+		t.Fatalf("no watch: %+v", in)
+	}
+	for i := range 2 * tidyBacklog {
+		if err := os.WriteFile(f.path(fmt.Sprintf("f%04d", i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs.mu.Lock()
+	w := fs.watch
+	fs.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.pressing(0) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the backlog was not applied")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := fs.Info().Inodes; n < 2*tidyBacklog {
+		t.Errorf("names know %d inodes after the background apply", n)
+	}
+	fs.Close()
+	for deadline = time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after Close, %d before", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
