@@ -137,11 +137,15 @@ func (fs *FS) attach() error {
 	return nil
 }
 
+// isExt reports the filesystem types of the ext2/3/4 family, which share
+// the superblock and (ext4's driver serves all three) GETFSMAP.
+func isExt(fstype string) bool { return fstype == "ext4" || fstype == "ext3" || fstype == "ext2" }
+
 // refreshCaps finds out again what the filesystem answers and its
 // geometry (which an online grow changes). fs.mu is held.
 func (fs *FS) refreshCaps(root int) {
 	fs.caps = probe(root, fs.major, fs.minor, fs.mount.FSType)
-	if fs.mount.FSType == "ext4" {
+	if isExt(fs.mount.FSType) {
 		if f, err := fs.openDevice(); err == nil {
 			buf := make([]byte, ext4SuperSize)
 			if _, err := f.ReadAt(buf, ext4SuperOffset); err == nil {

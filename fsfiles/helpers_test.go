@@ -22,7 +22,7 @@ import (
 // test ends, failed or not.
 type testFS struct {
 	t            testing.TB
-	kind         string // "ext4", "xfs", "xfs-rmap"
+	kind         string // "ext4", "ext2", "xfs", "xfs-rmap"
 	img, dev     string
 	mnt          string
 	major, minor uint32
@@ -34,7 +34,7 @@ func newTestFS(t testing.TB, kind string, sizeMB int, mkfsArgs ...string) *testF
 	testenv.NeedRoot(t)
 	testenv.NeedCommand(t, "losetup")
 	testenv.NeedCommand(t, "mount")
-	mkfs := map[string]string{"ext4": "mkfs.ext4", "xfs": "mkfs.xfs", "xfs-rmap": "mkfs.xfs"}[kind]
+	mkfs := map[string]string{"ext4": "mkfs.ext4", "ext2": "mkfs.ext2", "xfs": "mkfs.xfs", "xfs-rmap": "mkfs.xfs"}[kind]
 	testenv.NeedCommand(t, mkfs)
 	if _, err := os.Stat("/dev/loop-control"); err != nil {
 		testenv.Unavailable(t, "needs loop devices: "+err.Error())
@@ -69,7 +69,7 @@ func newTestFS(t testing.TB, kind string, sizeMB int, mkfsArgs ...string) *testF
 	f.major, f.minor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
 	args := []string{}
 	switch kind {
-	case "ext4":
+	case "ext4", "ext2":
 		args = append(args, "-q", "-F")
 	case "xfs":
 		args = append(args, "-q", "-f", "-m", "rmapbt=0")
@@ -161,7 +161,7 @@ type oracleExtent struct {
 // this package.
 func (f *testFS) placement(rel string) []oracleExtent {
 	f.t.Helper()
-	if f.kind == "ext4" {
+	if f.kind == "ext4" || f.kind == "ext2" {
 		return filefragExtents(f.t, f.path(rel))
 	}
 	return xfsBmapExtents(f.t, f.path(rel))

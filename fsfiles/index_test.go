@@ -30,7 +30,7 @@ func TestExtentIndex(t *testing.T) {
 		}
 		return cmp.Compare(a.Logical, b.Logical)
 	}
-	for step := range 6000 {
+	for step := range 3000 {
 		if step%3 == 0 {
 			ino := 1 + r.Uint64N(400)
 			var exts []mapped
@@ -40,7 +40,7 @@ func TestExtentIndex(t *testing.T) {
 			cur[ino] = exts
 			x.replace(ino, slices.Clone(exts))
 		}
-		if step == 4000 {
+		if step == 2000 {
 			x.compact()
 		}
 		lo := r.Uint64N(100100)

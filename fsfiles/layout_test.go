@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -190,4 +191,40 @@ func TestBeyondTheFilesystem(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNoGetfsmap: block-mapped files (ext2, which this kernel mounts with
+// its ext4 driver), and the path of a filesystem without GETFSMAP (no
+// such filesystem with FIEMAP can be made here: the answer is switched
+// off): files are found through the walk alone, and what no file holds is
+// said to be free space or metadata, unknown which.
+func TestNoGetfsmap(t *testing.T) {
+	f := newTestFS(t, "ext2", 64)
+	f.write("a", 40<<10)
+	fs, err := Open(f.major, f.minor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	pl := f.placement("a")
+	s := sectors(sectorOf(t, pl, 20<<10), 2)
+	r := doLookup(t, fs, s, 0)
+	wantOnlyFile(t, r, FileRange{Inode: f.ino("a"), Paths: []string{f.path("a")}, Offset: 20 << 10, Length: 1024})
+
+	fs.mu.Lock()
+	fs.caps.fsmap = false
+	fs.mu.Unlock()
+	r = doLookup(t, fs, s, 0)
+	wantOnlyFile(t, r, FileRange{Inode: f.ino("a"), Paths: []string{f.path("a")}, Offset: 20 << 10, Length: 1024})
+	r = doLookup(t, fs, sectors(fs.sectors-8, 8), 0)
+	if len(r.Files) != 0 || len(r.Metadata) != 1 || r.Metadata[0].Kind != KindMetadata || !strings.Contains(r.Metadata[0].Detail, "free space or metadata") {
+		t.Errorf("the device's end: %+v", r)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
