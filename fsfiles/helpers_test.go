@@ -321,3 +321,27 @@ func (f *testFS) freeSector() uint64 {
 	// Three quarters into the largest free extent: allocations start low.
 	return (agb + best + bestLen*3/4) * bs / 512
 }
+
+// inodeSector returns the device sector holding rel's inode, from debugfs
+// imap (ext4) or xfs_db convert (XFS).
+func (f *testFS) inodeSector(rel string) uint64 {
+	f.t.Helper()
+	ino := f.ino(rel)
+	if f.kind == "ext4" || f.kind == "ext2" {
+		out := run(f.t, "debugfs", "-R", fmt.Sprintf("imap <%d>", ino), f.dev)
+		m := regexp.MustCompile(`located at block (\d+), offset 0x([0-9a-f]+)`).FindStringSubmatch(out)
+		if m == nil {
+			f.t.Fatalf("debugfs imap: %q", out)
+		}
+		blk, _ := strconv.ParseUint(m[1], 10, 64)
+		off, _ := strconv.ParseUint(m[2], 16, 64)
+		return (blk*f.ext4BlockSize() + off) / 512
+	}
+	out := run(f.t, "xfs_db", "-r", "-c", fmt.Sprintf("convert ino %d daddr", ino), f.dev)
+	m := regexp.MustCompile(`\((\d+)\)`).FindStringSubmatch(out)
+	if m == nil {
+		f.t.Fatalf("xfs_db convert: %q", out)
+	}
+	d, _ := strconv.ParseUint(m[1], 10, 64)
+	return d
+}

@@ -147,6 +147,12 @@ func testLookupRealFS(t *testing.T, kind string) {
 			t.Fatalf("want the journal, got %+v", r)
 		}
 	})
+	t.Run("inodes", func(t *testing.T) {
+		r := doLookup(t, fs, sectors(f.inodeSector("data"), 1), 0)
+		if len(r.Files) != 0 || len(r.Metadata) != 1 || r.Metadata[0].Kind != KindInodes {
+			t.Fatalf("want the inodes, got %+v", r)
+		}
+	})
 	t.Run("free", func(t *testing.T) {
 		s := f.freeSector()
 		r := doLookup(t, fs, sectors(s, 1), 0)
