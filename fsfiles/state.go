@@ -2,6 +2,7 @@ package fsfiles
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -126,6 +127,9 @@ func (fs *FS) build(ctx context.Context) (*state, error) {
 	outs, err := w.run(fs.opts.Workers)
 	if err != nil {
 		return nil, fs.errorf("walk", err)
+	}
+	if w.unsupported.Load() {
+		return nil, fs.errorf("walk", fmt.Errorf("%w: FIEMAP: %v", ErrUnsupported, unix.EOPNOTSUPP))
 	}
 	s := &state{rootIno: st.Ino, pending: map[uint64]struct{}{}, deep: map[uint64]struct{}{}, unlinked: map[uint64]struct{}{},
 		orphans: map[uint64]openRef{}, gone: map[uint64]string{}, lastPath: map[uint64]string{}, handles: map[fanHandle]uint64{}, trees: map[uint64]ext4TreeInfo{}, built: time.Now()}

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -44,6 +45,8 @@ type walker struct {
 	extents bool
 	xfsDirs bool // map directories with GETBMAPX (XFS has no FIEMAP for them)
 	deepMin int  // record files with more extents than this (0: do not)
+
+	unsupported atomic.Bool // FIEMAP is not answered for regular files
 
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -290,6 +293,9 @@ func (w *walker) file(dirfd int, d dirent, m *mapper, out *walkOut) {
 	out.files++
 	exts, pending, err := m.fiemap(fd, 0)
 	if err != nil {
+		if err == unix.EOPNOTSUPP || err == unix.ENOTTY {
+			w.unsupported.Store(true)
+		}
 		out.errs++
 		return
 	}

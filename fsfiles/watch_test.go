@@ -4,9 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/daxstack/daxstack/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // TestLookupNoWatch: without the watch every lookup walks again, and
@@ -67,5 +72,40 @@ func TestWatchBackground(t *testing.T) {
 			t.Fatalf("%d goroutines after Close, %d before", runtime.NumGoroutine(), before)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWalkUnsupported: a tree whose files FIEMAP does not map (tmpfs) is
+// refused as such, not taken for a tree of empty files.
+func TestWalkUnsupported(t *testing.T) {
+	testenv.NeedRoot(t)
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "tmpfs", dir).CombinedOutput(); err != nil {
+		testenv.Unavailable(t, fmt.Sprintf("mount tmpfs: %v %s", err, out))
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root, err := unix.Open(dir, openDir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(root)
+	var stx unix.Statx_t
+	if err := unix.Statx(root, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID|unix.STATX_INO, &stx); err != nil {
+		t.Fatal(err)
+	}
+	w := &walker{ctx: context.Background(), root: root, rootIno: stx.Ino, mntID: stx.Mnt_id,
+		dev: unix.Mkdev(stx.Dev_major, stx.Dev_minor), extents: true}
+	outs, err := w.run(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.unsupported.Load() {
+		t.Errorf("FIEMAP on tmpfs not found unsupported")
+	}
+	if len(outs[0].entries) != 1 || outs[0].entries[0].name != "a" {
+		t.Errorf("entries %+v", outs[0].entries)
 	}
 }
