@@ -194,21 +194,29 @@ func testLookupRealFS(t *testing.T, kind string) {
 		if err := fs.Prepare(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+		built := fs.Info().Built
 		f.write("late/file", 12<<10)
 		pl := f.placement("late/file")
 		r := doLookup(t, fs, sectors(sectorOf(t, pl, 4096), 1), 0)
 		wantOnlyFile(t, r, FileRange{Inode: f.ino("late/file"), Paths: []string{f.path("late/file")}, Offset: 4096, Length: 512})
+		if !fs.Info().Built.Equal(built) {
+			t.Errorf("found by walking again, not through the watch")
+		}
 	})
 	t.Run("renamed after the index", func(t *testing.T) {
 		if err := fs.Prepare(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+		built := fs.Info().Built
 		if err := os.Rename(f.path("late"), f.path("later")); err != nil {
 			t.Fatal(err)
 		}
 		pl := f.placement("later/file")
 		r := doLookup(t, fs, sectors(sectorOf(t, pl, 0), 1), 0)
 		wantOnlyFile(t, r, FileRange{Inode: f.ino("later/file"), Paths: []string{f.path("later/file")}, Offset: 0, Length: 512})
+		if !fs.Info().Built.Equal(built) {
+			t.Errorf("found by walking again, not through the watch")
+		}
 	})
 	t.Run("freed and reused", func(t *testing.T) {
 		f.write("old", 32<<10)

@@ -216,6 +216,10 @@ func (fs *FS) apply(s *state, dirty map[fanHandle]struct{}, dirents []fanEvent) 
 	}
 	changedDirs := map[fanHandle]struct{}{}
 	for _, ev := range dirents {
+		if ev.Mask&fanCreate != 0 && !ev.HasObj && ev.HasDir {
+			// A watch without FAN_REPORT_TARGET_FID: the entry says.
+			ev.Obj, ev.HasObj = fs.entryHandle(root, ev.Dir, ev.Name)
+		}
 		fs.applyDirent(s, root, ev)
 		if ev.HasDir {
 			changedDirs[ev.Dir] = struct{}{}
@@ -285,6 +289,21 @@ func (fs *FS) applyDirent(s *state, root int, ev fanEvent) {
 			}
 		}
 	}
+}
+
+// entryHandle returns the file handle of the entry name of the directory
+// of handle dir, as it is now.
+func (fs *FS) entryHandle(root int, dir fanHandle, name string) (fanHandle, bool) {
+	dfd, err := unix.OpenByHandleAt(root, unix.NewFileHandle(dir.Type, []byte(dir.Bytes)), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return fanHandle{}, false
+	}
+	defer unix.Close(dfd)
+	h, _, err := unix.NameToHandleAt(dfd, name, 0)
+	if err != nil {
+		return fanHandle{}, false
+	}
+	return fanHandle{Type: h.Type(), Bytes: string(h.Bytes())}, true
 }
 
 // handleIno returns the inode and type a handle names, opening it (O_PATH:

@@ -45,8 +45,15 @@ type watcher struct {
 }
 
 // watchFS starts watching the filesystem that path is on.
-func watchFS(path string) (*watcher, error) {
-	fd, err := unix.FanotifyInit(fanInitFlags, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+// Before Linux 5.17 FAN_REPORT_TARGET_FID is refused (EINVAL); a watch
+// without it learns the inode a new entry names from the entry itself.
+func watchFS(path string) (*watcher, error) { return watchFSFlags(path, fanInitFlags) }
+
+func watchFSFlags(path string, flags uint) (*watcher, error) {
+	fd, err := unix.FanotifyInit(flags, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+	if err == unix.EINVAL && flags&unix.FAN_REPORT_TARGET_FID != 0 {
+		return watchFSFlags(path, flags&^unix.FAN_REPORT_TARGET_FID)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -109,3 +109,34 @@ func TestWalkUnsupported(t *testing.T) {
 		t.Errorf("entries %+v", outs[0].entries)
 	}
 }
+
+// TestWatchWithoutTargetFID: the watch of a kernel before 5.17 (no
+// FAN_REPORT_TARGET_FID) still follows new files and links.
+func TestWatchWithoutTargetFID(t *testing.T) {
+	f := newTestFS(t, "ext4", 64)
+	fs, err := Open(f.major, f.minor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	w, err := watchFSFlags(f.mnt, fanInitFlags&^unix.FAN_REPORT_TARGET_FID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.mu.Lock()
+	fs.watch = w
+	fs.mu.Unlock()
+	if err := fs.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	built := fs.Info().Built
+	f.write("new", 8192)
+	if err := os.Link(f.path("new"), f.path("link")); err != nil {
+		t.Fatal(err)
+	}
+	r := doLookup(t, fs, sectors(sectorOf(t, f.placement("new"), 4096), 1), 0)
+	wantOnlyFile(t, r, FileRange{Inode: f.ino("new"), Paths: []string{f.path("link"), f.path("new")}, Offset: 4096, Length: 512})
+	if in := fs.Info(); !in.Built.Equal(built) || !in.Watching {
+		t.Errorf("the lookup walked again (built %v, then %v)", built, in.Built)
+	}
+}
