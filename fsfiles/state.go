@@ -65,6 +65,9 @@ func (fs *FS) current(ctx context.Context) (*state, error) {
 			fs.watchErr = err
 		}
 	}
+	// Whatever was known is stale now: should the walk fail, the next call
+	// walks again rather than trust it.
+	fs.st = nil
 	if fs.watch != nil {
 		fs.watch.take() // what came before the walk is in the walk
 	}
