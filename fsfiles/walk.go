@@ -283,6 +283,13 @@ func (w *walker) file(dirfd int, d dirent, m *mapper, out *walkOut) {
 		unix.Close(pfd)
 		return // replaced since it was listed, or something mounted over it
 	}
+	if st.Blocks == 0 {
+		// Nothing allocated, not even delayed (st_blocks counts delayed
+		// allocation on ext4 and XFS): nothing to map.
+		unix.Close(pfd)
+		out.files++
+		return
+	}
 	fd, err := reopen(pfd, openReopen)
 	unix.Close(pfd)
 	if err != nil {
