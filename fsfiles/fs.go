@@ -65,6 +65,7 @@ type FS struct {
 	closed   bool
 	mount    Mount
 	unique   uint64 // the mount's never-reused ID (STATX_MNT_ID_UNIQUE), 0 if the kernel has none
+	stamp    uint64 // without one: the filesystem instance's sysfs directory inode (see sbStamp)
 	sectors  uint64 // device size
 	caps     caps
 	st       *state // what is known of the tree; nil until needed
@@ -123,6 +124,10 @@ func (fs *FS) attach() error {
 	}
 	fs.mount = m
 	fs.unique = uniqueMountID(unix.AT_FDCWD, m.Point, unix.AT_NO_AUTOMOUNT)
+	fs.stamp = 0
+	if fs.unique == 0 {
+		fs.stamp = fs.sbStamp()
+	}
 	size, err := readSectors(fs.opts.Sys, fs.major, fs.minor)
 	if err != nil {
 		return fs.errorf("device size", err)
@@ -197,8 +202,7 @@ func (fs *FS) checkMount() error {
 		return fs.errorf("mountinfo", err)
 	}
 	for _, m := range ms {
-		if m.ID == fs.mount.ID && m.Major == fs.major && m.Minor == fs.minor && fs.showsMount(m) &&
-			uniqueMountID(unix.AT_FDCWD, m.Point, unix.AT_NO_AUTOMOUNT) == fs.unique {
+		if m.ID == fs.mount.ID && m.Major == fs.major && m.Minor == fs.minor && fs.showsMount(m) && fs.sameInstance(m) {
 			return nil
 		}
 	}
@@ -217,6 +221,35 @@ func (fs *FS) reset() {
 		fs.devFile.Close()
 		fs.devFile = nil
 	}
+}
+
+// sameInstance reports whether mount m (with the ID of the one in use) is
+// still that mount of the same filesystem instance: by the unique mount
+// ID, or, on kernels without one, by the filesystem's sysfs stamp.
+func (fs *FS) sameInstance(m Mount) bool {
+	if fs.unique != 0 {
+		return uniqueMountID(unix.AT_FDCWD, m.Point, unix.AT_NO_AUTOMOUNT) == fs.unique
+	}
+	return fs.stamp == 0 || fs.sbStamp() == fs.stamp
+}
+
+// sbStamp identifies the filesystem instance mounted on the device where
+// the kernel has no unique mount IDs (before 6.8): ext4 and XFS make a
+// directory /sys/fs/<driver>/<device> at each mount, and kernfs numbers
+// each anew. 0 when there is none.
+func (fs *FS) sbStamp() uint64 {
+	link, err := os.Readlink(filepath.Join(fs.opts.Sys, "dev", "block", fmt.Sprintf("%d:%d", fs.major, fs.minor)))
+	if err != nil {
+		return 0
+	}
+	name := filepath.Base(link)
+	for _, driver := range []string{"ext4", "xfs"} {
+		var st unix.Stat_t
+		if unix.Stat(filepath.Join(fs.opts.Sys, "fs", driver, name), &st) == nil {
+			return st.Ino
+		}
+	}
+	return 0
 }
 
 // uniqueMountID returns the 64-bit mount ID the kernel never reuses

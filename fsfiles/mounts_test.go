@@ -108,6 +108,14 @@ func (f *testFS) ino2(point, rel string) uint64 {
 // TestRemount: unmounting and mounting again (maybe under the same mount
 // ID) drops what was known: a file written while unmounted is found.
 func TestRemount(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unique mount ID", true: "sysfs stamp"}[legacy], func(t *testing.T) { testRemount(t, legacy) })
+	}
+}
+
+// testRemount, with legacy, does without the unique mount ID, as kernels
+// before 6.8 must.
+func testRemount(t *testing.T, legacy bool) {
 	f := newTestFS(t, "ext4", 64)
 	f.write("a", 8192)
 	fs, err := Open(f.major, f.minor)
@@ -115,6 +123,14 @@ func TestRemount(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fs.Close()
+	if legacy {
+		fs.mu.Lock()
+		fs.unique, fs.stamp = 0, fs.sbStamp()
+		fs.mu.Unlock()
+		if fs.stamp == 0 {
+			t.Fatalf("no sysfs stamp")
+		}
+	}
 	if err := fs.Prepare(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -131,4 +147,10 @@ func TestRemount(t *testing.T) {
 	mountMore(t, f.dev, f.mnt)
 	r := doLookup(t, fs, sectors(sectorOf(t, f.placement("b"), 4096), 1), 0)
 	wantOnlyFile(t, r, FileRange{Inode: f.ino("b"), Paths: []string{f.path("b")}, Offset: 4096, Length: 512})
+	// Mounted for good again: the next lookup trusts the new index.
+	built := fs.Info().Built
+	doLookup(t, fs, sectors(0, 1), 0)
+	if !fs.Info().Built.Equal(built) {
+		t.Errorf("walked again without a remount")
+	}
 }
