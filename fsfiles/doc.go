@@ -53,6 +53,13 @@
 // unlinked file whose blocks the filesystem has not freed yet (XFS frees
 // in the background) "(deleted, being freed)".
 //
+// The mount in use is checked at every Lookup (the mount table is read
+// again only when poll(2) says it changed): a filesystem unmounted and
+// mounted again, which the mountinfo ID does not tell, is told by the
+// unique mount ID (Linux 6.8) or, before, by the filesystem's sysfs
+// directory, which ext4 and XFS make anew at each mount; then everything
+// is learnt again.
+//
 // Ranges are exact to the sector, in the file's bytes, and not cut at the
 // end of the file. A Lookup is bounded: Options.MaxPieces pieces gathered
 // at most, and the caller's limit on entries, with Truncated said.

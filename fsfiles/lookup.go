@@ -15,8 +15,11 @@ import (
 // the metadata and the free space they hit. sectors are 512-byte sectors
 // of the device, in any number of runs (a lost leaf is a few strided
 // runs, never enumerated); those past the device's end are ignored. At
-// most limit entries are returned (0: no limit); Truncated says when more
-// were hit.
+// most limit entries are returned (0: no limit): those met first, in the
+// device's order, files before metadata before free space, each file's
+// ranges complete; Truncated says when more were hit. Only the entries
+// kept are named, so a lookup of a whole device costs the search of the
+// index (or GETFSMAP over it), not the paths of every file.
 //
 // Where GETFSMAP names owners (XFS with rmapbt) it says everything and the
 // walk only keeps names. Elsewhere the walk's index of extents places the
