@@ -68,7 +68,7 @@ func bigDB(tb testing.TB, dir string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	_, err = control.Do[control.Empty](context.Background(), e, "create-concise", control.ConciseReq{Spec: strings.Join(concise, ";")})
+	err = e.CreateConcise(context.Background(), control.ConciseReq{Spec: strings.Join(concise, ";")})
 	e.Close()
 	if err != nil {
 		tb.Fatal(err)
@@ -145,7 +145,7 @@ func BenchmarkOpen10k(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			list, err := control.Do[[]control.DeviceInfo](context.Background(), e, "list", control.Empty{})
+			list, err := e.List(context.Background())
 			e.Close()
 			if err != nil || len(list) != bigDevices {
 				b.Fatalf("list: %d devices, %v", len(list), err)
@@ -191,20 +191,21 @@ func BenchmarkCreateRemove10k(b *testing.B) {
 	db := bigDB(b, dir)
 	cfg := control.Config{DB: db, SysfsRoot: filepath.Join(dir, "nosys")}
 	table := fmt.Sprintf("0 8 linear %s 0", filepath.Join(dir, "leaf0.img"))
-	cmd := func(method string, req any) {
+	cmd := func(fn func(*control.Engine) error) {
 		e, err := control.Open(cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer e.Close()
-		if _, err := control.Do[control.Empty](context.Background(), e, method, req); err != nil {
+		if err := fn(e); err != nil {
 			b.Fatal(err)
 		}
 	}
+	ctx := context.Background()
 	n := 0
 	for b.Loop() {
-		cmd("create", control.CreateReq{Name: "bench", Table: &table})
-		cmd("remove", control.RemoveReq{Name: "bench"})
+		cmd(func(e *control.Engine) error { return e.Create(ctx, control.CreateReq{Name: "bench", Table: &table}) })
+		cmd(func(e *control.Engine) error { return e.Remove(ctx, control.RemoveReq{Name: "bench"}) })
 		n++
 	}
 	pair := b.Elapsed() / time.Duration(n)

@@ -10,23 +10,30 @@ import (
 // Load builds lines as a table for d and puts it in d's inactive slot,
 // replacing any table there. On error nothing changes.
 func (p *Pool) Load(d *Device, lines []Line) error {
-	p.mu.Lock()
-	if err := p.checkLive(d); err != nil {
-		p.mu.Unlock()
+	gone, err := p.load(d, lines)
+	if err != nil {
 		return err
+	}
+	p.retire(gone)
+	return nil
+}
+
+// load is Load under the pool's lock (released even if a constructor
+// panics); it returns the table it replaced.
+func (p *Pool) load(d *Device, lines []Line) (*Table, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.checkLive(d); err != nil {
+		return nil, err
 	}
 	t, b, err := p.build(d, lines)
 	if err != nil {
 		b.discard()
-		p.mu.Unlock()
-		return err
+		return nil, err
 	}
 	b.discardUnused(t)
 	p.adopt(b.opened)
-	gone := p.install(d, t)
-	p.mu.Unlock()
-	p.retire(gone)
-	return nil
+	return p.install(d, t), nil
 }
 
 // LoadText parses text (see ParseText) and loads it into d's inactive slot.
@@ -45,33 +52,36 @@ func (p *Pool) LoadText(d *Device, text, source string) error {
 // caller may have restored its targets' state), into d's inactive slot,
 // replacing any table there.
 func (p *Pool) LoadTable(d *Device, t *Table) error {
-	p.mu.Lock()
-	if err := p.checkLive(d); err != nil {
-		p.mu.Unlock()
+	gone, err := p.loadTable(d, t)
+	if err != nil {
 		return err
 	}
+	p.retire(gone)
+	return nil
+}
+
+func (p *Pool) loadTable(d *Device, t *Table) (*Table, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.checkLive(d); err != nil {
+		return nil, err
+	}
 	if t.aside != p {
-		p.mu.Unlock()
-		return fmt.Errorf("%w: the table was not built to the side by this pool, or is loaded already", ErrInvalid)
+		return nil, fmt.Errorf("%w: the table was not built to the side by this pool, or is loaded already", ErrInvalid)
 	}
 	for _, c := range t.children() {
 		if md := c.md; md != nil {
 			if md.removed.Load() {
-				p.mu.Unlock()
-				return fmt.Errorf("%w: %s was removed", ErrNotFound, md.Name())
+				return nil, fmt.Errorf("%w: %s was removed", ErrNotFound, md.Name())
 			}
 			if md == d || p.pathTo(md, d) != nil {
-				p.mu.Unlock()
-				return fmt.Errorf("%w: %s already uses %s", ErrLoop, md.Name(), d.Name())
+				return nil, fmt.Errorf("%w: %s already uses %s", ErrLoop, md.Name(), d.Name())
 			}
 		}
 	}
 	t.aside = nil
 	p.unrefAside(t)
-	gone := p.install(d, t)
-	p.mu.Unlock()
-	p.retire(gone)
-	return nil
+	return p.install(d, t), nil
 }
 
 // install puts t into d's inactive slot and returns the table it replaces.
@@ -107,6 +117,13 @@ func (p *Pool) unrefAside(t *Table) {
 			}
 		}
 	}
+}
+
+// Live reports whether d is still in the pool (ErrNotFound once removed).
+func (p *Pool) Live(d *Device) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.checkLive(d)
 }
 
 func (p *Pool) checkLive(d *Device) error {

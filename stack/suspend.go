@@ -81,6 +81,38 @@ func (p *Pool) quiesce(ctx context.Context, d *Device) error {
 	return nil
 }
 
+// Restart lets suspended device d run again without swapping tables (an
+// inactive table stays where it is): the undo of a Suspend, for a caller
+// whose command failed after it suspended the device. Its targets' Resume
+// runs, then the I/O waiting goes on. A running device is left as it is.
+func (p *Pool) Restart(d *Device) error {
+	if err := d.lock(context.Background()); err != nil {
+		return err
+	}
+	defer d.unlock()
+	p.mu.Lock()
+	if err := p.checkLive(d); err != nil {
+		p.mu.Unlock()
+		return err
+	}
+	running := !d.suspended.Load()
+	if !running {
+		p.record(func() {
+			if d.lock(context.Background()) == nil {
+				if !d.suspended.Load() {
+					p.quiesce(context.Background(), d)
+				}
+				d.unlock()
+			}
+		})
+	}
+	p.mu.Unlock()
+	if !running {
+		p.restart(d)
+	}
+	return nil
+}
+
 // restart resumes suspended device d without a table swap: its targets'
 // Resume, delays, and the I/O that waits.
 func (p *Pool) restart(d *Device) {

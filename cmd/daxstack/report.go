@@ -69,8 +69,9 @@ func reportCommands() []*cli.Command {
 		{
 			Name: "targets", Usage: "list target types",
 			Action: func(c *cli.Context) error {
-				var ts []control.TargetTypeInfo
-				if err := newEnv(c).call("targets", control.Empty{}, &ts); err != nil {
+				x := newEnv(c)
+				ts, err := x.api.Targets(x.ctx())
+				if err != nil {
 					return err
 				}
 				for _, t := range ts {
@@ -82,8 +83,9 @@ func reportCommands() []*cli.Command {
 		{
 			Name: "version", Usage: "show versions",
 			Action: func(c *cli.Context) error {
-				var v control.VersionResp
-				if err := newEnv(c).call("version", control.Empty{}, &v); err != nil {
+				x := newEnv(c)
+				v, err := x.api.Version(x.ctx())
+				if err != nil {
 					return err
 				}
 				fmt.Fprintf(c.App.Writer, "Library version:   %s\nDriver version:    %s\n", v.Library, v.Driver)
@@ -108,14 +110,13 @@ func printJSON(w io.Writer, kind string, rows any) error {
 // (dmsetup's repeatable commands), and whether output needs name prefixes.
 func devices(x *env) ([]control.DeviceInfo, bool, error) {
 	if x.c.NArg() == 0 {
-		var all []control.DeviceInfo
-		err := x.call("list", control.Empty{}, &all)
+		all, err := x.api.List(x.ctx())
 		return all, true, err
 	}
 	var out []control.DeviceInfo
 	for _, n := range names(x.c) {
-		var in control.DeviceInfo
-		if err := x.call("info", control.NameReq{Name: n}, &in); err != nil {
+		in, err := x.api.Info(x.ctx(), control.NameReq{Name: n})
+		if err != nil {
 			return nil, false, err
 		}
 		out = append(out, in)
@@ -127,8 +128,8 @@ func devno(major, minor uint32) string { return fmt.Sprintf("%d:%d", major, mino
 
 func lsAction(c *cli.Context) error {
 	x := newEnv(c)
-	var all []control.DeviceInfo
-	if err := x.call("list", control.Empty{}, &all); err != nil {
+	all, err := x.api.List(x.ctx())
+	if err != nil {
 		return err
 	}
 	if t := c.String("target"); t != "" {
@@ -593,15 +594,15 @@ func depsAction(c *cli.Context) error {
 
 func tableAction(c *cli.Context, status bool) error {
 	x := newEnv(c)
-	method := "table"
+	call := x.api.Table
 	if status {
-		method = "status"
+		call = x.api.Status
 	}
 	var devNames []string
 	prefix := c.NArg() != 1
 	if c.NArg() == 0 {
-		var all []control.DeviceInfo
-		if err := x.call("list", control.Empty{}, &all); err != nil {
+		all, err := x.api.List(x.ctx())
+		if err != nil {
 			return err
 		}
 		for _, d := range all {
@@ -612,8 +613,8 @@ func tableAction(c *cli.Context, status bool) error {
 	}
 	var tables []control.TableResp
 	for _, n := range devNames {
-		var t control.TableResp
-		if err := x.call(method, control.TableReq{Name: n, Inactive: c.Bool("inactive")}, &t); err != nil {
+		t, err := call(x.ctx(), control.TableReq{Name: n, Inactive: c.Bool("inactive")})
+		if err != nil {
 			return err
 		}
 		if tt := c.String("target"); tt != "" {
@@ -628,7 +629,11 @@ func tableAction(c *cli.Context, status bool) error {
 				rows = append(rows, row{}.with("device", t.Name).with("start", s.Start).with("length", s.Length).with("target", s.Target).with("params", s.Params))
 			}
 		}
-		return printJSON(x.out, method, rows)
+		kind := "table"
+		if status {
+			kind = "status"
+		}
+		return printJSON(x.out, kind, rows)
 	}
 	if !status && c.Bool("concise") {
 		var devs []string
