@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,6 +67,8 @@ type Engine struct {
 
 	lcMu sync.Mutex
 	lc   map[*stack.Device]chan struct{} // one lifecycle command per device
+
+	commits atomic.Uint64 // store transactions written
 
 	subMu     sync.Mutex
 	listeners []func([]rmapchain.Event)
@@ -149,6 +152,14 @@ func (e *Engine) Close() error {
 	}
 	return err
 }
+
+// Stats are counters of an engine's work since it opened.
+type Stats struct {
+	Commits uint64 // store transactions written (a command that changed nothing writes none)
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats { return Stats{Commits: e.commits.Load()} }
 
 // DB returns the engine's store (the daemon reads the event log from it).
 func (e *Engine) DB() *store.DB { return e.db }
@@ -467,6 +478,7 @@ func (e *Engine) commit() ([]rmapchain.Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.commits.Add(1)
 	// The store now matches the pool: refresh the cached records.
 	for name := range op.deleted {
 		delete(e.devs, name)

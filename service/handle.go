@@ -175,6 +175,9 @@ func (h *remoteHandle) do(ctx context.Context, op uint8, off uint64, length uint
 		ioRequest{op: ioCancel, id: id, offset: id}.encode(hdr[:])
 		h.send(hdr[:], nil)
 		<-p.done
+		if errors.Is(p.err, context.Canceled) {
+			return p.n, ctx.Err() // the cancel was this context's
+		}
 	}
 	return p.n, p.err
 }
