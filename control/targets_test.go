@@ -60,8 +60,10 @@ func (l *linearish) Rmap(child *stack.Dev, s extent.Set) extent.Set {
 	return s.Clip(l.start, l.start+l.len).Shift(-int64(l.start))
 }
 
-func (l *linearish) Areas() []stack.Area { return []stack.Area{{Dev: l.dev, Start: l.start, Len: l.len}} }
-func (l *linearish) Table() string      { return l.dev.Ref() + " " + strconv.FormatUint(l.start, 10) }
+func (l *linearish) Areas() []stack.Area {
+	return []stack.Area{{Dev: l.dev, Start: l.start, Len: l.len}}
+}
+func (l *linearish) Table() string { return l.dev.Ref() + " " + strconv.FormatUint(l.start, 10) }
 
 type memo struct {
 	linearish
