@@ -442,3 +442,26 @@ func TestDeferredRemoveLastHandle(t *testing.T) {
 		t.Fatalf("not removed when its last handle closed: %v", err)
 	}
 }
+
+// TestSplitPiecesKeepState: error-range cuts a stateful segment into
+// pieces that keep the state of the target they are pieces of, and
+// good-range brings the state back with the whole segment.
+func TestSplitPiecesKeepState(t *testing.T) {
+	f := newFixture(t, 1, 4096)
+	must[control.Empty](f, "create", control.CreateReq{Name: "m", Table: strPtr("0 64 memo " + f.leaves[0] + " 0")})
+	must[control.MessageResp](f, "message", control.MessageReq{Name: "m", Args: []string{"set", "kept"}})
+	must[control.Empty](f, "error-range", control.RangeReq{Name: "m", Sector: 10, Count: 4})
+	st := must[control.TableResp](f, "status", control.TableReq{Name: "m"})
+	var got []string
+	for _, s := range st.Segments {
+		got = append(got, s.Target+":"+s.Params)
+	}
+	if want := []string{"memo:kept", "error:", "memo:kept"}; !slices.Equal(got, want) {
+		t.Fatalf("pieces %v, want %v", got, want)
+	}
+	must[control.Empty](f, "good-range", control.RangeReq{Name: "m", Sector: 10, Count: 4})
+	st = must[control.TableResp](f, "status", control.TableReq{Name: "m"})
+	if len(st.Segments) != 1 || st.Segments[0].Params != "kept" {
+		t.Fatalf("after good-range: %+v", st.Segments)
+	}
+}

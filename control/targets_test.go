@@ -199,3 +199,9 @@ func newHold(ti *stack.TargetInfo, args []string) (stack.Target, error) {
 func (h *hold) Status() string { return "" }
 
 func (h *hold) Hold(*stack.Bio) (time.Duration, func()) { return time.Duration(holdWait.Load()), nil }
+
+// Split: a piece of a memo segment is a memo segment at the moved offset
+// (its state comes from the target it is a piece of).
+func (m *memo) Split(off, n uint64) (string, bool) {
+	return m.dev.Ref() + " " + strconv.FormatUint(m.start+off, 10), true
+}
