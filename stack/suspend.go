@@ -20,6 +20,10 @@ func (p *Pool) Suspend(d *Device) error { return p.SuspendContext(context.Backgr
 // SuspendContext is Suspend, giving up when ctx ends: the wait for the I/O
 // in flight is then undone (SuspendUndoer) and d runs again.
 //
+// A suspend is not recorded in a transaction (it is made outside one, so
+// that waiting for the I/O in flight holds no lock; see Txn): its undo is
+// Restart.
+//
 // The steps: new I/O to d parks; its targets' delays stop making requests
 // wait, and those waiting go on at once; PreSuspend; the wait for every
 // request that passed d (those waiting in a delay below it, or parked at
@@ -40,13 +44,7 @@ func (p *Pool) SuspendContext(ctx context.Context, d *Device) error {
 		return nil
 	}
 	p.mu.Unlock()
-	if err := p.quiesce(ctx, d); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.record(func() { p.restart(d) })
-	p.mu.Unlock()
-	return nil
+	return p.quiesce(ctx, d)
 }
 
 // quiesce suspends running device d and waits for its I/O in flight (the
@@ -85,6 +83,7 @@ func (p *Pool) quiesce(ctx context.Context, d *Device) error {
 // inactive table stays where it is): the undo of a Suspend, for a caller
 // whose command failed after it suspended the device. Its targets' Resume
 // runs, then the I/O waiting goes on. A running device is left as it is.
+// Like Suspend, it is not recorded in a transaction.
 func (p *Pool) Restart(d *Device) error {
 	if err := d.lock(context.Background()); err != nil {
 		return err
@@ -96,16 +95,6 @@ func (p *Pool) Restart(d *Device) error {
 		return err
 	}
 	running := !d.suspended.Load()
-	if !running {
-		p.record(func() {
-			if d.lock(context.Background()) == nil {
-				if !d.suspended.Load() {
-					p.quiesce(context.Background(), d)
-				}
-				d.unlock()
-			}
-		})
-	}
 	p.mu.Unlock()
 	if !running {
 		p.restart(d)

@@ -11,6 +11,10 @@ package stack
 // Rollback undoes the changes in reverse order. Undoing a table swap
 // suspends the device again (waiting for its I/O in flight) to put the
 // old table back; targets that saw the new table live saw what they saw.
+//
+// Suspend (SuspendContext) and Restart are not recorded: they wait for I/O
+// and are made without the caller's lock, beside a transaction that may be
+// running for another device; a caller undoes its suspend with Restart.
 type Txn struct {
 	p       *Pool
 	undo    []func()
