@@ -21,6 +21,10 @@ func (c *conn) open(ctx context.Context, req request) (control.Handle, response)
 		resp.Error = control.EncodeError(fmt.Errorf("%w: open: %v", control.ErrUsage, err))
 		return nil, resp
 	}
+	if c.subbed.Load() {
+		resp.Error = control.EncodeError(fmt.Errorf("%w: open: this connection streams events", control.ErrUsage))
+		return nil, resp
+	}
 	if r.Write && !c.mayChange() {
 		resp.Error = control.EncodeError(c.refuse("opening a device for writing"))
 		return nil, resp
