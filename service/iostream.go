@@ -120,9 +120,15 @@ func runIO(ctx context.Context, h control.Handle, r ioRequest, data []byte) (uin
 	}
 	switch r.op {
 	case ioRead:
-		buf := make([]byte, r.length)
-		n, err := h.ReadAtContext(ctx, buf, off)
-		return uint64(n), buf[:n], err
+		n := int64(r.length)
+		if size := h.Size(); off >= size {
+			n = min(n, 1) // past the end: nothing to allocate (one byte to hear EOF)
+		} else {
+			n = min(n, size-off+1) // no buffer past the end of the device
+		}
+		buf := make([]byte, n)
+		k, err := h.ReadAtContext(ctx, buf, off)
+		return uint64(k), buf[:k], err
 	case ioWrite:
 		n, err := h.WriteAtContext(ctx, data, off)
 		return uint64(n), nil, err
