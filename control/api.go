@@ -2,146 +2,116 @@ package control
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"slices"
+	"io"
 
 	"github.com/daxstack/daxstack/extent"
 	"github.com/daxstack/daxstack/rmapchain"
 )
 
-// Caller runs named commands: an Engine in this process, or the daemon
-// through its socket. Params and the result are JSON.
-type Caller interface {
-	Call(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error)
+// API is daxstack's engine as a Go interface: one method per command, with
+// typed requests and results. *Engine implements it in this process,
+// *Local implements it for a command-line process (an engine opened for
+// each call), and the daemon's client (service.Client) implements it
+// through the socket, so the CLI is written once against it. Errors are
+// the same in every form (OpError, stack.TableError, stack.IOError and
+// the sentinels, matchable with errors.Is), and so is their text.
+//
+// Every method honours its context: a command waiting for I/O in flight
+// (a suspend, a resume that swaps tables, a remove) or for another command
+// on the same device gives up when it ends, changing nothing.
+type API interface {
+	Version(ctx context.Context) (VersionResp, error)
+	Targets(ctx context.Context) ([]TargetTypeInfo, error)
+
+	// Device lifecycle, as dmsetup's verbs.
+	Create(ctx context.Context, r CreateReq) error
+	CreateConcise(ctx context.Context, r ConciseReq) error
+	Load(ctx context.Context, r LoadReq) error
+	Resume(ctx context.Context, r SuspendReq) error
+	Suspend(ctx context.Context, r SuspendReq) error
+	Clear(ctx context.Context, r NameReq) error
+	WipeTable(ctx context.Context, r NameReq) error
+	Remove(ctx context.Context, r RemoveReq) error
+	RemoveAll(ctx context.Context, r RemoveReq) error
+	Rename(ctx context.Context, r RenameReq) error
+	Message(ctx context.Context, r MessageReq) (MessageResp, error)
+
+	// Failure injection.
+	Inject(ctx context.Context, r RangeReq) (InjectResp, error)
+	ClearErrors(ctx context.Context, r RangeReq) (InjectResp, error)
+	ErrorRange(ctx context.Context, r RangeReq) error
+	GoodRange(ctx context.Context, r RangeReq) error
+
+	// Claims by external holders.
+	Claim(ctx context.Context, r ClaimReq) (ClaimResp, error)
+	Release(ctx context.Context, r ClaimReq) error
+
+	// Reports.
+	List(ctx context.Context) ([]DeviceInfo, error)
+	Info(ctx context.Context, r NameReq) (DeviceInfo, error)
+	Table(ctx context.Context, r TableReq) (TableResp, error)
+	Status(ctx context.Context, r TableReq) (TableResp, error)
+	Map(ctx context.Context, r RangeReq) ([]MapPiece, error)
+	Rmap(ctx context.Context, r RangeReq) ([]DeviceRanges, error)
+	Badblocks(ctx context.Context, r NameReq) (DeviceRanges, error)
+	Events(ctx context.Context, r EventsReq) (EventsResp, error)
+	Canonical(ctx context.Context, r NamesReq) ([]string, error)
+
+	// Leaves.
+	Rescan(ctx context.Context) (RescanResp, error)
+	PreRemove(ctx context.Context, r NameReq) (PreRemoveResp, error)
+	Offline(ctx context.Context, r NameReq) (SeqResp, error)
+
+	// Open opens a device (mapped or a leaf) for I/O as a user: the
+	// handle holds it open (info's Open count) until Close, and remove
+	// refuses it as busy meanwhile.
+	Open(ctx context.Context, r OpenReq) (Handle, error)
 }
 
-// Do calls method through c with a typed request and result.
-func Do[Resp any](ctx context.Context, c Caller, method string, req any) (Resp, error) {
-	var resp Resp
-	params, err := json.Marshal(req)
-	if err != nil {
-		return resp, err
-	}
-	out, err := c.Call(ctx, method, params)
-	if len(out) > 0 {
-		if uerr := json.Unmarshal(out, &resp); uerr != nil && err == nil {
-			err = uerr
-		}
-	}
-	return resp, err
+// Handle is an open device: byte-addressed I/O through its stack. It is
+// safe for use by many goroutines at once. ReadAt and WriteAt have
+// io.ReaderAt and io.WriterAt semantics (a read stops at the end of the
+// device with io.EOF; a write past it fails with ENOSPC); a failing sector
+// gives a *stack.IOError. The Context forms give up when ctx ends (a
+// request waiting for a suspended device, or held by a delay target).
+//
+// A write commits to the database only when it changed recorded state
+// (poison it cleared, a target's state): a write that changes nothing
+// recorded costs no commit.
+type Handle interface {
+	io.ReaderAt
+	io.WriterAt
+	io.Closer
+	ReadAtContext(ctx context.Context, p []byte, off int64) (int, error)
+	WriteAtContext(ctx context.Context, p []byte, off int64) (int, error)
+	// WriteZeroes writes n zero bytes at off (clearing the poison it
+	// covers whole, as a write does).
+	WriteZeroes(ctx context.Context, off, n int64) error
+	// Discard tells the device n bytes at off are unused: a hint that
+	// changes neither data nor poison on leaves that do not discard.
+	Discard(ctx context.Context, off, n int64) error
+	// Flush makes every write completed before it durable, as each leaf
+	// kind needs (msync of a mapping, fdatasync).
+	Flush(ctx context.Context) error
+	// Size returns the device's size in bytes now (a table swap changes it).
+	Size() int64
+	// ReadOnly reports whether the handle refuses writes (EROFS): opened
+	// for reading, or the device is read-only.
+	ReadOnly() bool
 }
 
-// Method describes one named command.
-type Method struct {
-	Name    string
-	Mutates bool // changes state: needs write access (root or the daemon's group)
-	call    func(ctx context.Context, e *Engine, params json.RawMessage) (any, error)
-	// Stateless methods need no engine or database (version, targets):
-	// see CallStateless.
-	Stateless bool
-	// unlocked methods manage the engine lock themselves (I/O).
-	unlocked bool
+// OpenReq opens a device for I/O.
+type OpenReq struct {
+	Name  string `json:"name"`
+	Write bool   `json:"write,omitempty"` // open for writing (EROFS on a read-only device)
 }
 
-var methods = map[string]Method{}
-
-func register[Req any, Resp any](name string, mutates bool, fn func(e *Engine, ctx context.Context, req Req) (Resp, error)) {
-	methods[name] = Method{Name: name, Mutates: mutates, call: func(ctx context.Context, e *Engine, params json.RawMessage) (any, error) {
-		var req Req
-		if len(params) > 0 {
-			if err := json.Unmarshal(params, &req); err != nil {
-				return nil, fmt.Errorf("%w: %s: %v", ErrUsage, name, err)
-			}
-		}
-		return fn(e, ctx, req)
-	}}
-}
-
-// registerStateless registers a method that needs no state.
-func registerStateless[Resp any](name string, fn func() Resp) {
-	methods[name] = Method{Name: name, Stateless: true, call: func(context.Context, *Engine, json.RawMessage) (any, error) {
-		return fn(), nil
-	}}
-}
-
-// CallStateless runs a method that needs no engine (Method.Stateless), so
-// that `daxstack version` and `targets` answer even without a database, or
-// with one this binary cannot open.
-func CallStateless(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
-	m, ok := methods[method]
-	if !ok || !m.Stateless {
-		return nil, fmt.Errorf("%w: %q needs the engine", ErrUsage, method)
-	}
-	res, err := m.call(ctx, nil, params)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(res)
-}
-
-// Lookup returns the named method.
-func Lookup(name string) (Method, bool) {
-	m, ok := methods[name]
-	return m, ok
-}
-
-// Methods returns the names of all methods, sorted.
-func Methods() []string {
-	out := make([]string, 0, len(methods))
-	for n := range methods {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// Call runs a named command on the engine. A command's result is returned
-// even when it also returns an error (a read that failed half way returns
-// the bytes it read).
-func (e *Engine) Call(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
-	m, ok := methods[method]
-	if !ok {
-		return nil, fmt.Errorf("%w: no command %q", ErrUsage, method)
-	}
-	if m.Mutates && e.cfg.ReadOnly {
-		return nil, fmt.Errorf("%w: %s changes state", ErrReadOnly, method)
-	}
-	res, err := e.run(ctx, m, params)
-	if res == nil {
-		return nil, err
-	}
-	out, merr := json.Marshal(res)
-	if merr != nil && err == nil {
-		err = merr
-	}
-	return out, err
-}
-
-// run runs a method under the engine lock (unless it manages the lock
-// itself). A panic is a bug, never an answer to input: it becomes an
-// ErrInternal error, the lock is released, and the pool is rebuilt from
-// the store, since the command may have changed it half way.
-func (e *Engine) run(ctx context.Context, m Method, params json.RawMessage) (res any, err error) {
-	if !m.unlocked {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-	}
-	defer func() {
-		r := recover()
-		if r == nil {
-			return
-		}
-		res, err = nil, fmt.Errorf("%w: %s: %v", ErrInternal, m.Name, r)
-		if !m.unlocked {
-			e.op = nil
-			if lerr := e.load(); lerr != nil {
-				err = errors.Join(err, lerr)
-			}
-		}
-	}()
-	return m.call(ctx, e, params)
+// SuspendReq names a device to suspend or resume. NoLockfs skips freezing
+// a filesystem mounted on it (see Hooks), as dmsetup's --nolockfs.
+type SuspendReq struct {
+	Name     string `json:"name"`
+	NoLockfs bool   `json:"nolockfs,omitempty"`
 }
 
 // Requests and results. Sectors are 512-byte sectors; Offset and Length
@@ -173,10 +143,13 @@ type LoadReq struct {
 	Source string `json:"source,omitempty"`
 }
 
-// RemoveReq removes a device.
+// RemoveReq removes a device. Force replaces its table with an error table
+// first; Deferred, when the device is in use, removes it when its last
+// user goes instead of failing.
 type RemoveReq struct {
-	Name  string `json:"name"`
-	Force bool   `json:"force,omitempty"`
+	Name     string `json:"name"`
+	Force    bool   `json:"force,omitempty"`
+	Deferred bool   `json:"deferred,omitempty"`
 }
 
 // RenameReq renames a device, or sets its UUID.
@@ -228,23 +201,9 @@ type SkippedPart struct {
 	Why    string `json:"why"`
 }
 
-// MaxIO is the most bytes one read or write request moves; clients
-// split larger transfers (the daemon's protocol lines are sized for it).
+// MaxIO is the most bytes one request moves through the daemon's socket;
+// its client splits larger transfers.
 const MaxIO = 4 << 20
-
-// IOReq is a read or a write through a device. Offset and Length are bytes.
-type IOReq struct {
-	Name   string `json:"name"`
-	Offset int64  `json:"offset"`
-	Length int    `json:"length,omitempty"`
-	Data   []byte `json:"data,omitempty"`
-}
-
-// IOResp is what a read returned, or how much a write wrote.
-type IOResp struct {
-	N    int    `json:"n"`
-	Data []byte `json:"data,omitempty"`
-}
 
 // ClaimReq claims or releases a device for an external holder.
 type ClaimReq struct {
@@ -290,7 +249,7 @@ type DeviceInfo struct {
 	ReadOnly  bool     `json:"readonly"`
 	Live      bool     `json:"live_table"`
 	Inactive  bool     `json:"inactive_table"`
-	Open      int      `json:"open"` // mapped devices using it, plus a holder
+	Open      int      `json:"open"` // mapped devices using it, plus a holder, plus user handles
 	Events    uint64   `json:"events"`
 	Targets   int      `json:"targets"` // segments of the live table
 	Size      uint64   `json:"size"`    // sectors
@@ -298,8 +257,12 @@ type DeviceInfo struct {
 	Deps      []DevRef `json:"deps"`
 	Holder    string   `json:"holder,omitempty"`
 	Lost      []string `json:"lost_leaves,omitempty"` // lost leaves below: degraded
-	Broken    string   `json:"broken,omitempty"`      // stored table that no longer loads
+	Broken    string   `json:"broken,omitempty"`      // stored table (or target state) that no longer loads
 	Bad       uint64   `json:"bad_sectors"`
+	// Conditions are the words of targets that behave other than
+	// normally now (stack.Conditioner: flakey's "down"), once each.
+	Conditions []string `json:"conditions,omitempty"`
+	Deferred   bool     `json:"deferred_remove,omitempty"` // removed when its last user goes
 }
 
 // TableReq asks for a device's table or status.
@@ -357,6 +320,49 @@ type MapPiece struct {
 	Count  uint64     `json:"count"`
 	Levels []MapLevel `json:"levels"`
 }
+
+// ClaimResp names the claimed device as events name it.
+type ClaimResp struct {
+	Device string `json:"device"`
+}
+
+// NamesReq lists device names.
+type NamesReq struct {
+	Names []string `json:"names"`
+}
+
+// RescanResp says what a rescan found.
+type RescanResp struct {
+	Lost     []string `json:"lost,omitempty"`
+	Restored []string `json:"restored,omitempty"`
+	Changed  []string `json:"badblocks_changed,omitempty"` // leaves whose sysfs badblocks changed
+}
+
+// SeqResp carries the last sequence number a command logged.
+type SeqResp struct {
+	Seq uint64 `json:"seq"`
+}
+
+// PreRemoveResp is what a pre-remove logged: the last sequence number,
+// and the pre-remove events with theirs, so that the daemon can wait for
+// each device's holder to acknowledge its own event.
+type PreRemoveResp struct {
+	Seq    uint64            `json:"seq"`
+	Events []rmapchain.Event `json:"events,omitempty"`
+}
+
+// RemoveAllError says how many devices remove_all could not remove.
+type RemoveAllError struct {
+	Count int
+	Errs  []error
+}
+
+func (e *RemoveAllError) Error() string {
+	return fmt.Sprintf("Unable to remove %d device(s).", e.Count)
+}
+
+// Unwrap returns the individual failures.
+func (e *RemoveAllError) Unwrap() []error { return e.Errs }
 
 // DeviceRanges is a set of sectors of one device.
 type DeviceRanges struct {

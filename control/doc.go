@@ -1,25 +1,40 @@
-// Package control is the single place where daxstack state changes: the
-// engine behind every command, used by the CLI directly (embedded mode) and
-// by the daemon (which then is the only writer).
+// Package control is daxstack's engine: the one place where state
+// changes, used by the CLI directly (embedded mode) and by the daemon
+// (which then is the only writer).
 //
-// It exists as its own package because the CLI and the daemon must behave
-// identically: both call an Engine, and an Engine is the only code that
-// touches the store, the pool and the leaves together. The CLI parses and
-// prints; the daemon adds sockets and watchers; neither holds mapping or
-// store logic.
+// There are a few nouns. API is the engine as a Go interface, one method
+// per command with typed requests and results; *Engine implements it in
+// this process, *Local for a command-line process (an engine opened for
+// each call), and service.Client through the daemon's socket, so the CLI
+// is written once. A Handle is an open device: byte-addressed I/O through
+// its stack (reads, writes, write-zeroes, discards, flushes), safe for
+// many goroutines. Hooks and Watch are what the daemon's exports hold on
+// to: lifecycle changes after each commit, and what to do before a device
+// is removed or suspended.
 //
-// The model: an Engine owns an open store (bbolt), a stack.Pool rebuilt
-// from it (every stored table re-parsed), and the dax leaves those tables
-// name. Each command is a method call (Call, with a Request for one of the
-// named methods in api.go) that runs under the engine's lock. A command
-// that changes state first changes the in-memory pool, where the kernel's
-// validation happens, then writes every record it touched, and the events
-// its change caused, in ONE store transaction. If validation or the
-// transaction fails, nothing is written and the pool is rebuilt from the
-// store, so a refused command leaves the database byte-for-byte as it was.
+// The model: an Engine owns an open store (bbolt) and a stack.Pool built
+// from it once, when it opens (every stored table parsed and built, its
+// targets given their saved state), and keeps that pool for as long as it
+// is open: I/O in flight, parked requests, open handles and targets' state
+// all live in it. A command that changes state runs under the engine's
+// lock, changes the pool (where the kernel's validation happens) inside a
+// stack.Txn, notes every record it touched and the events its change
+// caused, and writes them in ONE store transaction. If it is refused, the
+// transaction fails or it panics, the pool's changes and the engine's own
+// are undone: nothing is written, and every run-time structure is as it
+// was; nothing is ever rebuilt from the store. A command that changed
+// nothing writes nothing, so a write through a handle commits only when it
+// changed recorded state (poison it cleared, a target's state).
+//
+// Waiting never holds the engine's lock: a suspend (or a resume that swaps
+// tables, or a remove) stops its device's I/O and waits for the I/O in
+// flight outside it, one such command per device at a time, so that a
+// slow device (a delay target, a request parked below) never stops other
+// devices' commands. Every wait ends with the command's context.
 //
 // Leaves that cannot be opened, or that have changed identity since they
 // were recorded, stand in the pool as lost placeholders: the devices above
 // them are degraded, their bad ranges cover everything the lost leaf backs,
-// and nothing is deleted.
+// and nothing is deleted. A leaf that comes back (a rescan) takes its
+// placeholder's place under the same tables.
 package control

@@ -40,8 +40,6 @@ var (
 	ErrUsage = errors.New("usage error")
 	// ErrReadOnly: the engine was opened read-only.
 	ErrReadOnly = errors.New("engine is read-only")
-	// ErrUnsupported: the request cannot be done on this leaf or target.
-	ErrUnsupported = errors.New("operation not supported")
 	// ErrInternal: a command hit a bug (a panic); nothing it did was
 	// committed.
 	ErrInternal = errors.New("internal error")
@@ -53,7 +51,7 @@ func errnoOf(err error) syscall.Errno {
 	switch {
 	case errors.As(err, &errno):
 		return errno
-	case errors.Is(err, ErrUsage), errors.Is(err, ErrUnsupported):
+	case errors.Is(err, ErrUsage):
 		return syscall.EINVAL
 	}
 	return stack.Errno(err)

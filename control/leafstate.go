@@ -6,33 +6,12 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/daxstack/daxstack/dax"
 	"github.com/daxstack/daxstack/extent"
 	"github.com/daxstack/daxstack/rmapchain"
 	"github.com/daxstack/daxstack/stack"
 	"github.com/daxstack/daxstack/store"
 )
-
-func init() {
-	register("pre-remove", true, (*Engine).preRemove)
-	register("offline", true, (*Engine).offline)
-	register("rescan", true, (*Engine).rescanMethod)
-}
-
-// RescanResp says what a rescan found.
-type RescanResp struct {
-	Lost     []string `json:"lost,omitempty"`
-	Restored []string `json:"restored,omitempty"`
-	Changed  []string `json:"badblocks_changed,omitempty"` // leaves whose sysfs badblocks changed
-}
-
-// SeqResp carries the last sequence number a command logged.
-type SeqResp struct {
-	Seq uint64 `json:"seq"`
-}
-
-func (e *Engine) rescanMethod(ctx context.Context, _ Empty) (RescanResp, error) {
-	return e.rescan()
-}
 
 // Rescan compares every recorded leaf with what the system shows now and
 // records the changes with their events: a leaf that is gone, has no
@@ -41,16 +20,24 @@ func (e *Engine) rescanMethod(ctx context.Context, _ Empty) (RescanResp, error) 
 // badblocks list differs from the one last seen has media errors or
 // cleared ones. The daemon calls it on uevents, after a netlink overrun,
 // periodically, and at start.
-func (e *Engine) Rescan() (RescanResp, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.rescan()
+//
+// A leaf that is back takes the place of its stand-in under the same
+// tables: nothing is rebuilt, and no I/O, open handle or target state is
+// disturbed.
+func (e *Engine) Rescan(ctx context.Context) (RescanResp, error) {
+	var resp RescanResp
+	err := e.command(ctx, func() error {
+		var err error
+		resp, err = e.rescan()
+		return err
+	})
+	return resp, err
 }
 
 func (e *Engine) rescan() (RescanResp, error) {
 	var resp RescanResp
-	reload := false
-	err := e.mutate(func() error {
+	err := e.run(func() error {
+		resp = RescanResp{}
 		g := e.pool.Graph()
 		now := e.cfg.Now()
 		ids := make([]string, 0, len(e.recs))
@@ -60,8 +47,9 @@ func (e *Engine) rescan() (RescanResp, error) {
 		slices.Sort(ids)
 		for _, id := range ids {
 			rec := e.recs[id]
-			present := e.probe(rec)
-			cur := e.leaves[id]
+			back := e.probe(rec)
+			present := back != nil
+			cur := e.daxLeafByID(id)
 			dev, inGraph := e.pool.Leaf(id)
 			switch {
 			case present && rec.Lost:
@@ -71,11 +59,19 @@ func (e *Engine) rescan() (RescanResp, error) {
 				}
 				rec.Lost, rec.LostSince = false, now
 				e.putLeafRecord(rec)
-				reload = true
+				if r := e.leafRefByID(id); r != nil {
+					e.givePoison(back)
+					old := r.cur()
+					r.l.Store(back)
+					back = nil
+					e.onUndo(func() { r.swap(old) })
+					e.afterCommit(func() { old.Close() })
+				}
 			case !present && !rec.Lost:
 				resp.Lost = append(resp.Lost, rec.Ref)
 				if cur != nil {
 					cur.SetLost(true)
+					e.onUndo(func() { cur.SetLost(false) })
 				}
 				if inGraph {
 					e.op.events = append(e.op.events, rmapchain.Translate(g, rmapchain.Lost, dev, e.wholeLeaf(rec), now)...)
@@ -95,28 +91,31 @@ func (e *Engine) rescan() (RescanResp, error) {
 					e.op.events = append(e.op.events, rmapchain.Translate(g, rmapchain.Cleared, dev, cleared, now)...)
 				}
 			}
+			if back != nil {
+				back.Close()
+			}
 		}
 		return nil
 	})
-	if err == nil && reload {
-		err = e.load()
-	}
 	return resp, err
 }
 
-// probe reports whether a recorded leaf is present now: it opens, has
-// media, and is the device that was recorded.
-func (e *Engine) probe(rec store.LeafRecord) bool {
+// probe returns a recorded leaf opened anew if it is present now: it
+// opens, has media, and is the device that was recorded; else nil.
+func (e *Engine) probe(rec store.LeafRecord) *dax.Leaf {
 	ref := rec.Ref
 	if rec.Kind == "file" && rec.Path != "" {
 		ref = rec.Path
 	}
 	l, err := e.opener.Open(ref)
 	if err != nil {
-		return false
+		return nil
 	}
-	defer l.Close()
-	return l.ID() == rec.ID && l.Size() > 0 && e.sameIdentity(rec, l)
+	if l.ID() == rec.ID && l.Size() > 0 && e.sameIdentity(rec, l) {
+		return l
+	}
+	l.Close()
+	return nil
 }
 
 // wholeLeaf returns the sectors a loss or a return changes: all of the
@@ -128,9 +127,16 @@ func (e *Engine) wholeLeaf(rec store.LeafRecord) extent.Set {
 
 // putLeafRecord makes the running command write rec as it is.
 func (e *Engine) putLeafRecord(rec store.LeafRecord) {
+	old, had := e.recs[rec.ID]
 	e.recs[rec.ID] = rec
+	e.onUndo(func() {
+		if had {
+			e.recs[rec.ID] = old
+		} else {
+			delete(e.recs, rec.ID)
+		}
+	})
 	e.op.leafRecs[rec.ID] = rec
-	e.op.touched = true
 }
 
 // BadblocksFiles returns the sysfs badblocks files of the leaves whose
@@ -143,9 +149,9 @@ func (e *Engine) BadblocksFiles() map[string]string {
 	if root == "" {
 		root = "/sys"
 	}
-	for id, l := range e.leaves {
-		if l.PoisonSource() == "sysfs" && l.Kind() == "pmem" {
-			out[filepath.Join(root, "block", l.Name(), "badblocks")] = id
+	for _, d := range e.pool.Leaves() {
+		if l := e.daxLeaf(d); l != nil && l.PoisonSource() == "sysfs" && l.Kind() == "pmem" {
+			out[filepath.Join(root, "block", l.Name(), "badblocks")] = l.ID()
 		}
 	}
 	return out
@@ -166,18 +172,14 @@ func (e *Engine) KnownDevice(name string, major, minor uint32) bool {
 	return false
 }
 
-// PreRemoveResp is what a pre-remove logged: the last sequence number,
-// and the pre-remove events with theirs, so that the daemon can wait for
-// each device's holder to acknowledge its own event.
-type PreRemoveResp struct {
-	Seq    uint64            `json:"seq"`
-	Events []rmapchain.Event `json:"events,omitempty"`
-}
-
-// preRemove logs a pre-remove event for every device above a leaf (the
+// PreRemove logs a pre-remove event for every device above a leaf (the
 // kernel's MF_MEM_PRE_REMOVE): holders should stop using the sectors the
 // leaf backs, which are about to go.
-func (e *Engine) preRemove(_ context.Context, r NameReq) (PreRemoveResp, error) {
+func (e *Engine) PreRemove(_ context.Context, r NameReq) (PreRemoveResp, error) {
+	return report(e, func() (PreRemoveResp, error) { return e.preRemove(r) })
+}
+
+func (e *Engine) preRemove(r NameReq) (PreRemoveResp, error) {
 	var resp PreRemoveResp
 	before, err := e.lastSeq()
 	if err != nil {
@@ -211,10 +213,14 @@ func (e *Engine) preRemove(_ context.Context, r NameReq) (PreRemoveResp, error) 
 	return resp, err
 }
 
-// offline marks a leaf lost after an orderly removal: the lost events go
+// Offline marks a leaf lost after an orderly removal: the lost events go
 // up as they would on a surprise removal, and the daemon stops treating a
 // later uevent about it as news.
-func (e *Engine) offline(_ context.Context, r NameReq) (SeqResp, error) {
+func (e *Engine) Offline(_ context.Context, r NameReq) (SeqResp, error) {
+	return report(e, func() (SeqResp, error) { return e.offline(r) })
+}
+
+func (e *Engine) offline(r NameReq) (SeqResp, error) {
 	var resp SeqResp
 	err := e.mutate(func() error {
 		dev, rec, err := e.leafByRef(r.Name)
@@ -225,8 +231,9 @@ func (e *Engine) offline(_ context.Context, r NameReq) (SeqResp, error) {
 			return nil
 		}
 		e.op.events = append(e.op.events, rmapchain.Translate(e.pool.Graph(), rmapchain.Lost, dev, e.wholeLeaf(rec), e.cfg.Now())...)
-		if l := e.leaves[rec.ID]; l != nil {
+		if l := e.daxLeafByID(rec.ID); l != nil {
 			l.SetLost(true)
+			e.onUndo(func() { l.SetLost(false) })
 		}
 		rec.Lost, rec.LostSince = true, e.cfg.Now()
 		e.putLeafRecord(rec)
@@ -246,7 +253,7 @@ func (e *Engine) leafByRef(ref string) (*stack.Dev, store.LeafRecord, error) {
 	}
 	rec, ok := e.recs[dev.Leaf().ID()]
 	if !ok {
-		if l := e.leaves[dev.Leaf().ID()]; l != nil {
+		if l := e.daxLeaf(dev); l != nil {
 			rec = e.leafRecord(l, e.cfg.Now())
 		}
 	}

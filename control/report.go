@@ -15,34 +15,46 @@ import (
 // Version is daxstack's version, printed by `daxstack version`.
 const Version = "0.1.0"
 
-func init() {
-	register("list", false, (*Engine).list)
-	register("info", false, (*Engine).info)
-	register("table", false, (*Engine).table)
-	register("status", false, (*Engine).status)
-	registerStateless("targets", targetTypes)
-	registerStateless("version", func() VersionResp { return VersionResp{Library: Version, Driver: Version} })
-	register("map", false, (*Engine).mapRange)
-	register("rmap", false, (*Engine).rmapRange)
-	register("badblocks", false, (*Engine).badblocks)
-	register("events", false, (*Engine).events)
-	register("canonical", false, (*Engine).canonical)
+// Version returns the engine's version (it needs no database).
+func (e *Engine) Version(context.Context) (VersionResp, error) { return VersionInfo(), nil }
+
+// VersionInfo is what `daxstack version` prints, for any engine.
+func VersionInfo() VersionResp { return VersionResp{Library: Version, Driver: Version} }
+
+// Targets lists the registered target types (it needs no database).
+func (e *Engine) Targets(context.Context) ([]TargetTypeInfo, error) { return TargetTypes(), nil }
+
+// report runs a report under the engine lock.
+func report[R any](e *Engine, fn func() (R, error)) (R, error) {
+	var r R
+	err := e.locked(func() error {
+		var err error
+		r, err = fn()
+		return err
+	})
+	return r, err
 }
 
-func (e *Engine) list(_ context.Context, _ Empty) ([]DeviceInfo, error) {
-	var out []DeviceInfo
-	for _, d := range e.pool.Devices() {
-		out = append(out, e.deviceInfo(d))
-	}
-	return out, nil
+// List reports every device, sorted by name.
+func (e *Engine) List(context.Context) ([]DeviceInfo, error) {
+	return report(e, func() ([]DeviceInfo, error) {
+		var out []DeviceInfo
+		for _, d := range e.pool.Devices() {
+			out = append(out, e.deviceInfo(d))
+		}
+		return out, nil
+	})
 }
 
-func (e *Engine) info(_ context.Context, r NameReq) (DeviceInfo, error) {
-	d, err := e.device(r.Name)
-	if err != nil {
-		return DeviceInfo{}, opErr("info", r.Name, nil, err)
-	}
-	return e.deviceInfo(d), nil
+// Info reports one device.
+func (e *Engine) Info(_ context.Context, r NameReq) (DeviceInfo, error) {
+	return report(e, func() (DeviceInfo, error) {
+		d, err := e.device(r.Name)
+		if err != nil {
+			return DeviceInfo{}, opErr("info", r.Name, nil, err)
+		}
+		return e.deviceInfo(d), nil
+	})
 }
 
 func (e *Engine) deviceInfo(d *stack.Device) DeviceInfo {
@@ -50,9 +62,9 @@ func (e *Engine) deviceInfo(d *stack.Device) DeviceInfo {
 		Name: d.Name(), UUID: d.UUID(), Major: stack.MappedMajor, Minor: d.Minor(),
 		Suspended: d.Suspended(), Live: d.Active() != nil, Inactive: d.Inactive() != nil,
 		Events: d.EventNr(), Size: d.Size(), Holder: e.pool.Holder(d.Dev()),
-		ReadOnly: e.devs[d.Name()].ReadOnly,
+		ReadOnly: d.ReadOnly(), Deferred: e.devs[d.Name()].DeferredRemove,
 	}
-	in.Open = len(e.pool.Users(d.Dev()))
+	in.Open = len(e.pool.Users(d.Dev())) + d.OpenCount()
 	if in.Holder != "" {
 		in.Open++
 	}
@@ -61,6 +73,11 @@ func (e *Engine) deviceInfo(d *stack.Device) DeviceInfo {
 		for _, s := range t.Segments() {
 			if !slices.Contains(in.Types, s.Type) {
 				in.Types = append(in.Types, s.Type)
+			}
+			if c, ok := s.Target.(stack.Conditioner); ok {
+				if w := c.Condition(); w != "" && !slices.Contains(in.Conditions, w) {
+					in.Conditions = append(in.Conditions, w)
+				}
 			}
 		}
 		for _, c := range t.Devs() {
@@ -108,7 +125,7 @@ func (e *Engine) tableOf(r TableReq, status bool) (TableResp, error) {
 	if r.Inactive {
 		t = d.Inactive()
 	}
-	resp := TableResp{Name: d.Name(), UUID: d.UUID(), Minor: d.Minor(), ReadOnly: e.devs[d.Name()].ReadOnly, Segments: []SegmentInfo{}}
+	resp := TableResp{Name: d.Name(), UUID: d.UUID(), Minor: d.Minor(), ReadOnly: d.ReadOnly(), Segments: []SegmentInfo{}}
 	for _, s := range t.Segments() {
 		p := s.Target.Table()
 		if status {
@@ -119,11 +136,18 @@ func (e *Engine) tableOf(r TableReq, status bool) (TableResp, error) {
 	return resp, nil
 }
 
-func (e *Engine) table(_ context.Context, r TableReq) (TableResp, error) { return e.tableOf(r, false) }
+// Table reports a device's table (live, or Inactive).
+func (e *Engine) Table(_ context.Context, r TableReq) (TableResp, error) {
+	return report(e, func() (TableResp, error) { return e.tableOf(r, false) })
+}
 
-func (e *Engine) status(_ context.Context, r TableReq) (TableResp, error) { return e.tableOf(r, true) }
+// Status reports a device's target status.
+func (e *Engine) Status(_ context.Context, r TableReq) (TableResp, error) {
+	return report(e, func() (TableResp, error) { return e.tableOf(r, true) })
+}
 
-func targetTypes() []TargetTypeInfo {
+// TargetTypes lists the registered target types, for any engine.
+func TargetTypes() []TargetTypeInfo {
 	var out []TargetTypeInfo
 	for _, t := range stack.Types() {
 		out = append(out, TargetTypeInfo{Name: t.Name, Version: t.Version})
@@ -131,9 +155,13 @@ func targetTypes() []TargetTypeInfo {
 	return out
 }
 
-// mapRange returns the path of a range down its stack: one MapPiece per
-// part that stays contiguous all the way down, with every level.
-func (e *Engine) mapRange(_ context.Context, r RangeReq) ([]MapPiece, error) {
+// Map returns the path of a range down its stack: one MapPiece per part
+// that stays contiguous all the way down, with every level.
+func (e *Engine) Map(_ context.Context, r RangeReq) ([]MapPiece, error) {
+	return report(e, func() ([]MapPiece, error) { return e.mapRange(r) })
+}
+
+func (e *Engine) mapRange(r RangeReq) ([]MapPiece, error) {
 	d, err := e.device(r.Name)
 	if err != nil {
 		return nil, opErr("", r.Name, nil, err)
@@ -176,9 +204,13 @@ func (e *Engine) mapRange(_ context.Context, r RangeReq) ([]MapPiece, error) {
 	return out, nil
 }
 
-// rmapRange returns every device range backed by a range of a device (a
-// leaf or a mapped device), the device itself first.
-func (e *Engine) rmapRange(_ context.Context, r RangeReq) ([]DeviceRanges, error) {
+// Rmap returns every device range backed by a range of a device (a leaf
+// or a mapped device), the device itself first.
+func (e *Engine) Rmap(_ context.Context, r RangeReq) ([]DeviceRanges, error) {
+	return report(e, func() ([]DeviceRanges, error) { return e.rmapRange(r) })
+}
+
+func (e *Engine) rmapRange(r RangeReq) ([]DeviceRanges, error) {
 	_, dev, err := e.target(r.Name)
 	if err != nil {
 		return nil, opErr("", r.Name, nil, err)
@@ -215,27 +247,24 @@ func (e *Engine) rmapRange(_ context.Context, r RangeReq) ([]DeviceRanges, error
 	return out, nil
 }
 
-// badblocks returns a device's bad ranges: for a leaf its own, for a
+// Badblocks returns a device's bad ranges: for a leaf its own, for a
 // mapped device the translated ones.
-func (e *Engine) badblocks(_ context.Context, r NameReq) (DeviceRanges, error) {
-	_, dev, err := e.target(r.Name)
-	if err != nil {
-		return DeviceRanges{}, opErr("", r.Name, nil, err)
-	}
-	return DeviceRanges{Device: rmapchain.DevName(dev), Ranges: e.badSet(dev).Clip(0, dev.Size())}, nil
+func (e *Engine) Badblocks(_ context.Context, r NameReq) (DeviceRanges, error) {
+	return report(e, func() (DeviceRanges, error) {
+		_, dev, err := e.target(r.Name)
+		if err != nil {
+			return DeviceRanges{}, opErr("", r.Name, nil, err)
+		}
+		return DeviceRanges{Device: rmapchain.DevName(dev), Ranges: e.badSet(dev).Clip(0, dev.Size())}, nil
+	})
 }
 
-// NamesReq lists device names.
-type NamesReq struct {
-	Names []string `json:"names"`
-}
-
-// canonical returns the names events give the named devices (a mapped
+// Canonical returns the names events give the named devices (a mapped
 // device's name for /dev/mapper/NAME or 0:N, a leaf's reference for its
 // path). A name daxstack does not know is returned as given: one may watch
 // a device before it exists.
-func (e *Engine) canonical(_ context.Context, r NamesReq) ([]string, error) {
-	return e.canonicalNames(r.Names), nil
+func (e *Engine) Canonical(_ context.Context, r NamesReq) ([]string, error) {
+	return report(e, func() ([]string, error) { return e.canonicalNames(r.Names), nil })
 }
 
 func (e *Engine) canonicalNames(names []string) []string {
@@ -249,7 +278,12 @@ func (e *Engine) canonicalNames(names []string) []string {
 	return out
 }
 
-func (e *Engine) events(_ context.Context, r EventsReq) (EventsResp, error) {
+// Events reads the event log after a sequence number.
+func (e *Engine) Events(_ context.Context, r EventsReq) (EventsResp, error) {
+	return report(e, func() (EventsResp, error) { return e.events(r) })
+}
+
+func (e *Engine) events(r EventsReq) (EventsResp, error) {
 	r.Devices = e.canonicalNames(r.Devices)
 	resp := EventsResp{Events: []rmapchain.Event{}}
 	err := e.db.View(func(tx *store.Tx) error {

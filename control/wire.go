@@ -1,7 +1,9 @@
 package control
 
 import (
+	"context"
 	"errors"
+	"io"
 	"syscall"
 
 	"github.com/daxstack/daxstack/stack"
@@ -20,10 +22,22 @@ type WireError struct {
 	Devno   string `json:"devno,omitempty"`
 	// Table is set when a table was refused.
 	Table *stack.TableError `json:"table,omitempty"`
+	// IO is set when a request failed at a sector (stack.IOError).
+	IO *WireIOError `json:"io,omitempty"`
 	// Kind names a sentinel the error matched: "locked", "schema",
-	// "usage", "readonly", "removeall".
+	// "usage", "readonly", "removeall", "eof", "canceled", "deadline".
 	Kind  string `json:"kind,omitempty"`
 	Count int    `json:"count,omitempty"` // remove_all: devices left
+}
+
+// WireIOError is a stack.IOError on the wire; Message and Errno are its
+// cause's.
+type WireIOError struct {
+	Op      string `json:"op"`
+	Device  string `json:"device"`
+	Sector  uint64 `json:"sector"`
+	Message string `json:"message"`
+	Errno   int    `json:"errno,omitempty"`
 }
 
 // EncodeError describes err for the wire (nil for nil).
@@ -43,8 +57,18 @@ func EncodeError(err error) *WireError {
 		c.Err = nil
 		w.Table = &c
 	}
+	var ioe *stack.IOError
+	if errors.As(err, &ioe) {
+		w.IO = &WireIOError{Op: ioe.Op, Device: ioe.Device, Sector: ioe.Sector, Message: ioe.Err.Error(), Errno: int(errnoOf(ioe.Err))}
+	}
 	var ra *RemoveAllError
 	switch {
+	case err == io.EOF:
+		w.Kind = "eof"
+	case errors.Is(err, context.Canceled):
+		w.Kind = "canceled"
+	case errors.Is(err, context.DeadlineExceeded):
+		w.Kind = "deadline"
 	case errors.Is(err, store.ErrLocked):
 		w.Kind = "locked"
 	case errors.Is(err, store.ErrSchemaTooNew):
@@ -64,7 +88,14 @@ func (w *WireError) Err() error {
 	if w == nil {
 		return nil
 	}
+	if w.Kind == "eof" {
+		return io.EOF
+	}
 	var cause error = &remoteError{msg: w.Message, errno: syscall.Errno(w.Errno), kind: w.Kind}
+	if w.IO != nil {
+		cause = &stack.IOError{Op: w.IO.Op, Device: w.IO.Device, Sector: w.IO.Sector,
+			Err: &remoteError{msg: w.IO.Message, errno: syscall.Errno(w.IO.Errno), kind: w.Kind}}
+	}
 	if w.Table != nil {
 		te := *w.Table
 		te.Err = cause
@@ -100,6 +131,12 @@ func (e *remoteError) Is(target error) bool {
 		return e.kind == "usage"
 	case ErrReadOnly:
 		return e.kind == "readonly"
+	case context.Canceled:
+		return e.kind == "canceled"
+	case context.DeadlineExceeded:
+		return e.kind == "deadline"
+	case stack.ErrRemoved:
+		return e.errno == syscall.ENXIO
 	case stack.ErrNotFound:
 		return e.errno == syscall.ENXIO
 	case stack.ErrBusy, stack.ErrExists:

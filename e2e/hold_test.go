@@ -70,7 +70,7 @@ func TestHoldExclusive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	_, err = control.Do[control.ClaimResp](context.Background(), cl, "claim", control.ClaimReq{Device: "top", Holder: "other"})
+	_, err = cl.Claim(context.Background(), control.ClaimReq{Device: "top", Holder: "other"})
 	if !errors.Is(err, syscall.EBUSY) || !strings.Contains(err.Error(), holder1) {
 		t.Errorf("claim of a held device: %v, want EBUSY naming %s", err, holder1)
 	}

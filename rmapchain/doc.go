@@ -19,6 +19,7 @@
 // would fail, no more and no fewer.
 //
 // Translate turns one change at one device (new bad sectors, cleared ones,
-// a loss, a return) into an Event per affected device; a Hub delivers
-// events to subscribers filtered by device.
+// a loss, a return) into an Event per affected device. Logging the events
+// and delivering them to holders and watchers is the engine's and the
+// daemon's (packages control and service).
 package rmapchain

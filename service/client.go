@@ -12,75 +12,251 @@ import (
 	"time"
 
 	"github.com/daxstack/daxstack/control"
-	"github.com/daxstack/daxstack/rmapchain"
 )
 
-// Client talks to the daemon. It implements control.Caller, so the CLI
-// runs the same commands through it as on an embedded engine.
+// Client talks to the daemon. It implements control.API, so the CLI runs
+// the same commands through it as on an embedded engine, with the same
+// results and the same errors. It is safe for concurrent use; commands run
+// one at a time on its connection, and each handle it opens has a
+// connection of its own.
 type Client struct {
 	path string
 
 	mu   sync.Mutex
 	conn net.Conn
-	r    *bufio.Scanner
+	r    *bufio.Reader
 	id   uint64
 }
 
 // Dial connects to the daemon's socket.
 func Dial(path string) (*Client, error) {
-	c, err := net.Dial("unix", path)
-	if err != nil {
+	c := &Client{path: path}
+	if err := c.dial(); err != nil {
 		return nil, err
 	}
-	sc := bufio.NewScanner(c)
-	sc.Buffer(make([]byte, 64<<10), maxLine)
-	return &Client{path: path, conn: c, r: sc}, nil
+	return c, nil
+}
+
+func (c *Client) dial() error {
+	conn, err := net.Dial("unix", c.path)
+	if err != nil {
+		return err
+	}
+	c.conn, c.r = conn, bufio.NewReaderSize(conn, 64<<10)
+	return nil
 }
 
 // Close closes the connection (ending any claim made through it).
-func (c *Client) Close() error { return c.conn.Close() }
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		return nil
+	}
+	err := c.conn.Close()
+	c.conn = nil
+	return err
+}
 
-// Call runs one command on the daemon.
+// Call runs one command of the wire by name with JSON parameters, and
+// returns its JSON result. A context that ends before the answer closes
+// the connection (the daemon then gives up the command, changing nothing);
+// the next call connects again.
 func (c *Client) Call(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.conn == nil {
+		if err := c.dial(); err != nil {
+			return nil, fmt.Errorf("daemon %s: %w", c.path, err)
+		}
+	}
 	c.id++
 	b, err := json.Marshal(request{ID: c.id, Method: method, Params: params})
 	if err != nil {
 		return nil, err
 	}
+	conn := c.conn
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	if dl, ok := ctx.Deadline(); ok {
-		c.conn.SetDeadline(dl)
-		defer c.conn.SetDeadline(time.Time{})
+		conn.SetDeadline(dl)
+		defer conn.SetDeadline(time.Time{})
 	}
-	if _, err := c.conn.Write(append(b, '\n')); err != nil {
+	fail := func(err error) (json.RawMessage, error) {
+		conn.Close()
+		c.conn = nil
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("daemon %s: %w", c.path, err)
 	}
-	for c.r.Scan() {
+	if _, err := conn.Write(append(b, '\n')); err != nil {
+		return fail(err)
+	}
+	for {
+		line, err := readLine(c.r, maxLine)
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return fail(err)
+		}
 		var resp response
-		if err := json.Unmarshal(c.r.Bytes(), &resp); err != nil {
-			return nil, fmt.Errorf("daemon %s: bad response: %w", c.path, err)
+		if err := json.Unmarshal(line, &resp); err != nil {
+			return fail(fmt.Errorf("bad response: %w", err))
 		}
 		if resp.ID != c.id {
 			continue
 		}
 		return resp.Result, resp.Error.Err()
 	}
-	err = c.r.Err()
-	if err == nil {
-		err = io.ErrUnexpectedEOF
-	}
-	return nil, fmt.Errorf("daemon %s: %w", c.path, err)
 }
 
-// Subscription is an event stream from the daemon.
-type Subscription struct {
-	conn    net.Conn
-	events  chan rmapchain.Event
-	devices []string
-	wmu     sync.Mutex
-	err     error
-	done    chan struct{}
+// invoke runs a typed command through the wire.
+func invoke[Resp any](c *Client, ctx context.Context, name string, req any) (Resp, error) {
+	var resp Resp
+	params, err := json.Marshal(req)
+	if err != nil {
+		return resp, err
+	}
+	out, err := c.Call(ctx, name, params)
+	if len(out) > 0 {
+		if uerr := json.Unmarshal(out, &resp); uerr != nil && err == nil {
+			err = fmt.Errorf("daemon %s: bad result of %s: %w", c.path, name, uerr)
+		}
+	}
+	return resp, err
+}
+
+func invoke0(c *Client, ctx context.Context, name string, req any) error {
+	_, err := invoke[control.Empty](c, ctx, name, req)
+	return err
+}
+
+func (c *Client) Version(ctx context.Context) (control.VersionResp, error) {
+	return invoke[control.VersionResp](c, ctx, "version", control.Empty{})
+}
+
+func (c *Client) Targets(ctx context.Context) ([]control.TargetTypeInfo, error) {
+	return invoke[[]control.TargetTypeInfo](c, ctx, "targets", control.Empty{})
+}
+
+func (c *Client) Create(ctx context.Context, r control.CreateReq) error {
+	return invoke0(c, ctx, "create", r)
+}
+
+func (c *Client) CreateConcise(ctx context.Context, r control.ConciseReq) error {
+	return invoke0(c, ctx, "create-concise", r)
+}
+
+func (c *Client) Load(ctx context.Context, r control.LoadReq) error {
+	return invoke0(c, ctx, "load", r)
+}
+
+func (c *Client) Resume(ctx context.Context, r control.SuspendReq) error {
+	return invoke0(c, ctx, "resume", r)
+}
+
+func (c *Client) Suspend(ctx context.Context, r control.SuspendReq) error {
+	return invoke0(c, ctx, "suspend", r)
+}
+
+func (c *Client) Clear(ctx context.Context, r control.NameReq) error {
+	return invoke0(c, ctx, "clear", r)
+}
+
+func (c *Client) WipeTable(ctx context.Context, r control.NameReq) error {
+	return invoke0(c, ctx, "wipe_table", r)
+}
+
+func (c *Client) Remove(ctx context.Context, r control.RemoveReq) error {
+	return invoke0(c, ctx, "remove", r)
+}
+
+func (c *Client) RemoveAll(ctx context.Context, r control.RemoveReq) error {
+	return invoke0(c, ctx, "remove_all", r)
+}
+
+func (c *Client) Rename(ctx context.Context, r control.RenameReq) error {
+	return invoke0(c, ctx, "rename", r)
+}
+
+func (c *Client) Message(ctx context.Context, r control.MessageReq) (control.MessageResp, error) {
+	return invoke[control.MessageResp](c, ctx, "message", r)
+}
+
+func (c *Client) Inject(ctx context.Context, r control.RangeReq) (control.InjectResp, error) {
+	return invoke[control.InjectResp](c, ctx, "inject", r)
+}
+
+func (c *Client) ClearErrors(ctx context.Context, r control.RangeReq) (control.InjectResp, error) {
+	return invoke[control.InjectResp](c, ctx, "clear-errors", r)
+}
+
+func (c *Client) ErrorRange(ctx context.Context, r control.RangeReq) error {
+	return invoke0(c, ctx, "error-range", r)
+}
+
+func (c *Client) GoodRange(ctx context.Context, r control.RangeReq) error {
+	return invoke0(c, ctx, "good-range", r)
+}
+
+// Claim claims a device; through the daemon the claim belongs to this
+// client's connection and ends with it.
+func (c *Client) Claim(ctx context.Context, r control.ClaimReq) (control.ClaimResp, error) {
+	return invoke[control.ClaimResp](c, ctx, "claim", r)
+}
+
+func (c *Client) Release(ctx context.Context, r control.ClaimReq) error {
+	return invoke0(c, ctx, "release", r)
+}
+
+func (c *Client) List(ctx context.Context) ([]control.DeviceInfo, error) {
+	return invoke[[]control.DeviceInfo](c, ctx, "list", control.Empty{})
+}
+
+func (c *Client) Info(ctx context.Context, r control.NameReq) (control.DeviceInfo, error) {
+	return invoke[control.DeviceInfo](c, ctx, "info", r)
+}
+
+func (c *Client) Table(ctx context.Context, r control.TableReq) (control.TableResp, error) {
+	return invoke[control.TableResp](c, ctx, "table", r)
+}
+
+func (c *Client) Status(ctx context.Context, r control.TableReq) (control.TableResp, error) {
+	return invoke[control.TableResp](c, ctx, "status", r)
+}
+
+func (c *Client) Map(ctx context.Context, r control.RangeReq) ([]control.MapPiece, error) {
+	return invoke[[]control.MapPiece](c, ctx, "map", r)
+}
+
+func (c *Client) Rmap(ctx context.Context, r control.RangeReq) ([]control.DeviceRanges, error) {
+	return invoke[[]control.DeviceRanges](c, ctx, "rmap", r)
+}
+
+func (c *Client) Badblocks(ctx context.Context, r control.NameReq) (control.DeviceRanges, error) {
+	return invoke[control.DeviceRanges](c, ctx, "badblocks", r)
+}
+
+func (c *Client) Events(ctx context.Context, r control.EventsReq) (control.EventsResp, error) {
+	return invoke[control.EventsResp](c, ctx, "events", r)
+}
+
+func (c *Client) Canonical(ctx context.Context, r control.NamesReq) ([]string, error) {
+	return invoke[[]string](c, ctx, "canonical", r)
+}
+
+func (c *Client) Rescan(ctx context.Context) (control.RescanResp, error) {
+	return invoke[control.RescanResp](c, ctx, "rescan", control.Empty{})
+}
+
+func (c *Client) PreRemove(ctx context.Context, r control.NameReq) (control.PreRemoveResp, error) {
+	return invoke[control.PreRemoveResp](c, ctx, "pre-remove", r)
+}
+
+func (c *Client) Offline(ctx context.Context, r control.NameReq) (control.SeqResp, error) {
+	return invoke[control.SeqResp](c, ctx, "offline", r)
 }
 
 // ErrNoDaemon: nothing answered on the socket, or the daemon went away
@@ -88,118 +264,4 @@ type Subscription struct {
 // wrap it with the cause; any other error is the daemon's refusal.
 var ErrNoDaemon = errors.New("no daxstack daemon answers")
 
-// subscribeTimeout bounds the wait for the daemon's answer to a
-// subscription.
-const subscribeTimeout = 30 * time.Second
-
-// Subscribe opens a connection of its own and streams the events logged
-// after since that concern devices (all when empty).
-func Subscribe(path string, since uint64, devices []string) (*Subscription, error) {
-	return subscribe(path, SubscribeReq{Since: since, Devices: devices})
-}
-
-// Hold opens a connection of its own, claims devices on it for holder, and
-// streams their events logged after since. The claims end when the
-// subscription is closed (or the process ends); a holder that lost its
-// daemon calls Hold again to claim them anew. A claim the daemon refuses
-// (another holder, a table using the device, no right to change state) is
-// Hold's error.
-func Hold(path string, since uint64, devices []string, holder string) (*Subscription, error) {
-	if holder == "" {
-		return nil, fmt.Errorf("%w: hold: empty holder name", control.ErrUsage)
-	}
-	return subscribe(path, SubscribeReq{Since: since, Devices: devices, Holder: holder})
-}
-
-func subscribe(path string, req SubscribeReq) (*Subscription, error) {
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNoDaemon, err)
-	}
-	p, _ := json.Marshal(req)
-	b, _ := json.Marshal(request{ID: 1, Method: "subscribe", Params: p})
-	if _, err := c.Write(append(b, '\n')); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("%w: %s: %w", ErrNoDaemon, path, err)
-	}
-	sc := bufio.NewScanner(c)
-	sc.Buffer(make([]byte, 64<<10), maxLine)
-	c.SetReadDeadline(time.Now().Add(subscribeTimeout))
-	if !sc.Scan() {
-		err := sc.Err()
-		if err == nil {
-			err = io.ErrUnexpectedEOF
-		}
-		c.Close()
-		return nil, fmt.Errorf("%w: %s: %w", ErrNoDaemon, path, err)
-	}
-	c.SetReadDeadline(time.Time{})
-	var resp response
-	if err := json.Unmarshal(sc.Bytes(), &resp); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("daemon %s: bad response: %w", path, err)
-	}
-	if resp.Error != nil {
-		c.Close()
-		return nil, resp.Error.Err()
-	}
-	var sr SubscribeResp
-	if err := json.Unmarshal(resp.Result, &sr); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("daemon %s: bad response: %w", path, err)
-	}
-	s := &Subscription{conn: c, events: make(chan rmapchain.Event, 256), devices: sr.Devices, done: make(chan struct{})}
-	go s.read(sc)
-	return s, nil
-}
-
-func (s *Subscription) read(sc *bufio.Scanner) {
-	defer close(s.events)
-	defer close(s.done)
-	for sc.Scan() {
-		var resp response
-		if err := json.Unmarshal(sc.Bytes(), &resp); err != nil {
-			s.err = err
-			return
-		}
-		if resp.Error != nil {
-			s.err = resp.Error.Err()
-			return
-		}
-		if resp.Event != nil {
-			s.events <- *resp.Event
-		}
-	}
-	s.err = sc.Err()
-	if s.err == nil {
-		s.err = io.EOF
-	}
-}
-
-// Devices returns the devices the stream follows as events name them (for
-// a holder, the devices it claimed), or nil for all.
-func (s *Subscription) Devices() []string { return s.devices }
-
-// Events returns the stream; it is closed when the connection ends (see
-// Err).
-func (s *Subscription) Events() <-chan rmapchain.Event { return s.events }
-
-// Err returns why the stream ended, once Events is closed.
-func (s *Subscription) Err() error {
-	<-s.done
-	return s.err
-}
-
-// Ack tells the daemon every event up to seq has been handled.
-func (s *Subscription) Ack(seq uint64) error {
-	b, _ := json.Marshal(request{Ack: &seq})
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	_, err := s.conn.Write(append(b, '\n'))
-	return err
-}
-
-// Close ends the stream.
-func (s *Subscription) Close() error { return s.conn.Close() }
-
-var _ control.Caller = (*Client)(nil)
+var _ control.API = (*Client)(nil)

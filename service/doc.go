@@ -9,7 +9,17 @@
 //
 // Protocol: one JSON object per line in each direction over a unix stream
 // socket. A request is {"id":N,"method":M,"params":{...}}; its response is
-// {"id":N,"result":{...}} or {"id":N,"error":{...}} (control.WireError).
+// {"id":N,"result":{...}} or {"id":N,"error":{...}} (control.WireError,
+// which rebuilds the engine's own error on the client, text and
+// sentinels). The methods are those of control.API (dispatch.go), and
+// Client implements control.API over them, so a command reads the same
+// through the daemon as embedded. A client that goes away ends the
+// command it was waiting for (its context).
+//
+// The method "open" ({"name":DEV,"write":BOOL}) opens a device for I/O as
+// a user: after its answer ({"size":BYTES,"readonly":BOOL}) the connection
+// carries binary frames only, requests and replies of a handle (see
+// frames.go), until it closes, which closes the handle.
 // The method "subscribe" ({"since":SEQ,"devices":[...]}) turns the
 // connection into an event stream: the server answers {"id":N,"result":
 // {"devices":[...],"since":SEQ}}, then sends {"id":N,"event":{...}} for

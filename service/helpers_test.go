@@ -103,7 +103,7 @@ func (d *daemon) client(tb testing.TB) *service.Client {
 
 // call runs method through c and decodes its result into out (may be
 // nil), failing tb on error.
-func call(tb testing.TB, c control.Caller, method string, req, out any) {
+func call(tb testing.TB, c *service.Client, method string, req, out any) {
 	tb.Helper()
 	p, err := json.Marshal(req)
 	if err != nil {
@@ -121,13 +121,13 @@ func call(tb testing.TB, c control.Caller, method string, req, out any) {
 }
 
 // create makes a mapped device with table text.
-func create(tb testing.TB, c control.Caller, name, table string) {
+func create(tb testing.TB, c *service.Client, name, table string) {
 	tb.Helper()
 	call(tb, c, "create", control.CreateReq{Name: name, Table: &table}, nil)
 }
 
 // lastSeq returns the last sequence number of the event log.
-func lastSeq(tb testing.TB, c control.Caller) uint64 {
+func lastSeq(tb testing.TB, c *service.Client) uint64 {
 	tb.Helper()
 	var r control.EventsResp
 	call(tb, c, "events", control.EventsReq{Since: ^uint64(0) - 1}, &r)

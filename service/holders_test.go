@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"syscall"
@@ -14,7 +15,7 @@ import (
 )
 
 // stackOf builds s0 over leaf a, top over s0, and other over leaf c.
-func stackOf(t *testing.T, d *daemon, c control.Caller) (a string) {
+func stackOf(t *testing.T, d *daemon, c *service.Client) (a string) {
 	t.Helper()
 	a = d.leaf(t, "a.img", 4096)
 	cl := d.leaf(t, "c.img", 2048)
@@ -40,10 +41,11 @@ func next(t *testing.T, sub *service.Subscription, d time.Duration) rmapchain.Ev
 }
 
 // asyncCall runs a call in the background and reports when it returned.
-func asyncCall(c control.Caller, method string, req any) <-chan error {
+func asyncCall(c *service.Client, method string, req any) <-chan error {
 	done := make(chan error, 1)
 	go func() {
-		_, err := control.Do[control.PreRemoveResp](context.Background(), c, method, req)
+		p, _ := json.Marshal(req)
+		_, err := c.Call(context.Background(), method, p)
 		done <- err
 	}()
 	return done
@@ -163,7 +165,7 @@ func TestHoldRefusals(t *testing.T) {
 	if info.Holder != "" {
 		t.Errorf("a refused Hold left other held by %q", info.Holder)
 	}
-	_, err = control.Do[control.ClaimResp](context.Background(), c, "claim", control.ClaimReq{Device: "top", Holder: "x"})
+	_, err = c.Claim(context.Background(), control.ClaimReq{Device: "top", Holder: "x"})
 	if !errors.Is(err, syscall.EBUSY) {
 		t.Errorf("claim of a held device: %v, want EBUSY", err)
 	}

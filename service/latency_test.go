@@ -145,7 +145,7 @@ func cpuTime(tb testing.TB) time.Duration {
 }
 
 // roundTrips times n no-op calls through c.
-func roundTrips(tb testing.TB, c control.Caller, n int) []time.Duration {
+func roundTrips(tb testing.TB, c *service.Client, n int) []time.Duration {
 	out := make([]time.Duration, n)
 	for i := range out {
 		t := time.Now()

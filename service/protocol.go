@@ -1,7 +1,10 @@
 package service
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
+	"io"
 
 	"github.com/daxstack/daxstack/control"
 	"github.com/daxstack/daxstack/rmapchain"
@@ -43,6 +46,43 @@ type SubscribeResp struct {
 	Since   uint64   `json:"since"`
 }
 
-// maxLine bounds one protocol line (a write of 4 MiB, base64-encoded, and
-// its envelope).
+// OpenResp answers "open": the handle's device, after which the connection
+// is an I/O stream (see frames.go).
+type OpenResp struct {
+	Size     int64 `json:"size"` // bytes
+	ReadOnly bool  `json:"readonly"`
+}
+
+// maxLine bounds one protocol line (a table of a million segments and its
+// envelope); data never travels in lines.
 const maxLine = 16 << 20
+
+// errLineTooLong ends a connection that sent a line over maxLine.
+var errLineTooLong = errors.New("protocol line too long")
+
+// readLine reads one line, without its end ("\n" or "\r\n"), refusing a
+// line longer than max.
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := r.ReadSlice('\n')
+		if len(line)+len(frag) > max+2 {
+			return nil, errLineTooLong
+		}
+		line = append(line, frag...)
+		switch {
+		case err == nil:
+			line = line[:len(line)-1]
+			if n := len(line); n > 0 && line[n-1] == '\r' {
+				line = line[:n-1]
+			}
+			return line, nil
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == io.EOF && len(line) > 0:
+			return line, nil
+		default:
+			return nil, err
+		}
+	}
+}

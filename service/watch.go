@@ -87,7 +87,7 @@ func (s *Server) watch(ctx context.Context) {
 }
 
 func (s *Server) doRescan(why string) {
-	r, err := s.eng.Rescan()
+	r, err := s.eng.Rescan(context.Background())
 	if err != nil {
 		s.cfg.Logf("daxstack: rescan (%s): %v", why, err)
 		return

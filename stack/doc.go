@@ -21,11 +21,26 @@
 // splitting, the constructor, then every child area against its device's
 // size). Errors carry the device, line and target type (see TableError).
 //
-// Reads and writes go through Device.ReadAt and Device.WriteAt. Each level
-// finds its segment through an implicit B-tree over segment ends, maps, and
-// the bytes are copied straight between the caller's buffer and the leaf.
-// Table swaps are atomic with respect to I/O: Suspend waits for every I/O in
-// flight and holds new I/O until Resume.
+// I/O goes through Device.Do (reads, writes, write-zeroes, discards),
+// Device.Flush, and Device.ReadAt and WriteAt. Each level finds its segment
+// through an implicit B-tree over segment ends, maps, and the bytes are
+// copied straight between the caller's buffer and the leaf. Levels whose
+// targets only place sectors (linear, striped, zero) take the fast path:
+// one lookup per contiguous piece, the mapping remembered, no other call.
+// At a target with run-time behaviour (IOMapper, Delayer, EndIOer) the
+// request goes as the kernel's bios go: one Bio per segment (and per
+// MaxIOLen window), then split below. Walks that are not I/O (Trace,
+// MapRange) take the same steps and so agree with it on every sector.
+//
+// Table swaps are atomic with respect to I/O: Suspend waits for every
+// request in flight through the device (those held in a delay below it
+// included) and holds new ones until Resume. Waits never hold the pool's
+// lock, so one device's slow I/O never stops another's suspend.
+//
+// The pool owns the leaves: it opens each once, counts what refers to it
+// (tables, claims, AcquireLeaf) and closes it when nothing does. A Txn
+// records the pool's changes so that a command that fails can undo them
+// all; tables leave (Destructor) only when it commits.
 //
 // Concurrency: a Pool is safe for concurrent use. Graph changes serialise
 // on the pool; I/O takes no pool lock.

@@ -19,6 +19,8 @@ var (
 	ErrBusy = errno.New("device or resource busy", syscall.EBUSY)
 	// ErrInvalid: a name, table or argument the kernel would refuse with EINVAL.
 	ErrInvalid = errno.New("invalid argument", syscall.EINVAL)
+	// ErrRemoved: I/O to (or an Open of) a device that was removed.
+	ErrRemoved = errno.New("device was removed", syscall.ENXIO)
 	// ErrKill is what a target's Map returns for I/O that must fail (the
 	// error target); the I/O path turns it into an *IOError.
 	ErrKill = errno.New("I/O to an error target", syscall.EIO)
@@ -107,7 +109,7 @@ func (e *CtrError) Unwrap() error { return e.Err }
 // sector at which it failed, and why (syscall.EIO for an error target; the
 // leaf's own error, which names the leaf and its bad sectors, for poison).
 type IOError struct {
-	Op     string // "read" or "write"
+	Op     string // the request: "read", "write", "write-zeroes", "discard", "flush"
 	Device string // the device on which the failing sector lies
 	Sector uint64 // that sector
 	Err    error

@@ -28,3 +28,29 @@ type Leaf interface {
 // block device) to a Leaf. It is called with the reference as the user wrote
 // it; the pool deduplicates leaves by ID.
 type LeafOpener func(ref string) (Leaf, error)
+
+// Leaves may implement the interfaces below; the I/O path uses them when
+// they do.
+
+// LeafSyncer is implemented by leaves whose writes need a step to become
+// durable (msync of a mapping, fdatasync of a file). A flush through a
+// stack calls Sync on every leaf under the device; a FUA write calls it on
+// the leaves the write touched. A leaf without it is durable as written.
+type LeafSyncer interface {
+	Sync() error
+}
+
+// LeafZeroer is implemented by leaves that write zeros without a buffer of
+// them. WriteZeroesAt writes n zero bytes at byte off and, like any write,
+// clears the poison of the sectors it covers whole. Without it the I/O path
+// writes zeros with WriteAt.
+type LeafZeroer interface {
+	WriteZeroesAt(off, n int64) (int64, error)
+}
+
+// LeafDiscarder is implemented by leaves that really discard (punch a hole
+// in a file, BLKDISCARD on a device). A discard is a hint: without it the
+// I/O path does nothing at the leaf, and data and poison stay as they were.
+type LeafDiscarder interface {
+	DiscardAt(off, n int64) error
+}

@@ -1,9 +1,9 @@
 package stack
 
 import (
-	"fmt"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Segment is one line of a table: sectors [Begin, Begin+Len) of the mapped
@@ -13,6 +13,58 @@ type Segment struct {
 	Len    uint64
 	Type   string
 	Target Target
+
+	io    ioKind // what the I/O path calls at this segment
+	maxIO uint64 // TargetInfo.SetMaxIOLen, 0 for none
+	flush []*Dev // where a flush goes (see flushDevs)
+	ti    *TargetInfo
+}
+
+// ioKind says which of the optional I/O interfaces a segment's target has.
+type ioKind uint8
+
+const (
+	ioMapIO  ioKind = 1 << iota // IOMapper
+	ioDelay                     // Delayer
+	ioEndIO                     // EndIOer that sees every request
+	ioErrEnd                    // ErrorEndIOer: sees failures only
+	// ioBio marks segments whose requests go one Bio at a time (the fast
+	// path leaves them to the request path).
+	ioBio = ioMapIO | ioDelay | ioEndIO
+)
+
+func classify(tg Target) ioKind {
+	var k ioKind
+	if _, ok := tg.(IOMapper); ok {
+		k |= ioMapIO
+	}
+	if _, ok := tg.(Delayer); ok {
+		k |= ioDelay
+	}
+	if _, ok := tg.(EndIOer); ok {
+		if _, errorsOnly := tg.(ErrorEndIOer); errorsOnly && k == 0 {
+			k |= ioErrEnd
+		} else {
+			k |= ioEndIO
+		}
+	}
+	return k
+}
+
+// flushDevs returns the children a flush of the segment goes to: every
+// device its target uses (Areas), once each, except for a target that
+// fails every sector (error), which, as in the kernel, takes no flush.
+func flushDevs(seg *Segment) []*Dev {
+	if m, err := seg.Target.Map(0); err != nil && m.Run >= seg.Len {
+		return nil
+	}
+	var out []*Dev
+	for _, a := range seg.Target.Areas() {
+		if !slices.Contains(out, a.Dev) {
+			out = append(out, a.Dev)
+		}
+	}
+	return out
 }
 
 // End returns the first sector after the segment.
@@ -25,6 +77,50 @@ type Table struct {
 	ix   index
 	size uint64
 	devs []*Dev // distinct children in order of first use, set by build
+
+	dtr   sync.Once // the targets' destructors run once
+	aside *Pool     // built to the side (Pool.Build), not installed: holds leaf references in the pool
+}
+
+// destroy runs the destructor of every target of t that has one, once
+// whatever the number of calls (see Destructor). Called when the table
+// has left its device for good, after its last I/O, or when a build that
+// made it fails or it was built to the side and is discarded.
+func (t *Table) destroy() {
+	if t == nil {
+		return
+	}
+	t.dtr.Do(func() {
+		for i := range t.segs {
+			destroyTarget(t.segs[i].Target)
+		}
+	})
+}
+
+func destroyTarget(tg Target) {
+	if d, ok := tg.(Destructor); ok {
+		d.Dtr()
+	}
+}
+
+// Destroy runs the destructors of a table built with Pool.Build that will
+// not be loaded (it is never needed for tables loaded into a device: the
+// pool destroys those when they leave it). Calling it more than once, or
+// on nil, does nothing.
+func (t *Table) Destroy() {
+	if t == nil {
+		return
+	}
+	t.destroy()
+	if p := t.aside; p != nil {
+		p.mu.Lock()
+		if t.aside != nil {
+			t.aside = nil
+			p.unrefAside(t)
+			p.sweep()
+		}
+		p.mu.Unlock()
+	}
 }
 
 // Size returns the table's length in sectors (the mapped device's size).
@@ -134,118 +230,4 @@ func distinctDevs(segs []Segment) []*Dev {
 		}
 	}
 	return out
-}
-
-// maxTargets is DM_MAX_TARGETS.
-const maxTargets = 1 << 20
-
-// builder carries the state of one table build: the device it is for and
-// the leaves it opened that the pool does not hold yet.
-type builder struct {
-	p      *Pool
-	dev    *Device
-	name   string
-	opened map[string]*Dev // leaves opened by this build, by ID
-	refs   map[string]*Dev // references already resolved and checked by this build
-}
-
-// Build validates lines as a table for d and returns it, without loading
-// it. Checks run in the kernel's order: for each line, zero length, unknown
-// target type, contiguity ("Gap in table"), then the target's constructor;
-// after all lines, every child area against its device's size. The first
-// failure is returned as a *TableError.
-func (p *Pool) Build(d *Device, lines []Line) (*Table, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	t, b, err := p.build(d, lines)
-	if err != nil {
-		b.discard()
-		return nil, err
-	}
-	b.discardUnused(t)
-	return t, nil
-}
-
-func (p *Pool) build(d *Device, lines []Line) (*Table, *builder, error) {
-	b := &builder{p: p, dev: d, name: d.Name(), opened: map[string]*Dev{}, refs: map[string]*Dev{}}
-	fail := func(l Line, typ, text string, err error) (*Table, *builder, error) {
-		return nil, b, &TableError{Device: b.name, Line: l.No, Type: typ, Text: text, Err: err}
-	}
-	if len(lines) == 0 {
-		return fail(Line{}, "", b.name+": no targets specified", ErrInvalid)
-	}
-	if len(lines) > maxTargets {
-		return fail(Line{}, "", fmt.Sprintf("%s: too many targets (%d > %d)", b.name, len(lines), maxTargets), ErrInvalid)
-	}
-	t := &Table{segs: make([]Segment, 0, len(lines))}
-	highs := make([]uint64, 0, len(lines))
-	var next uint64
-	for i, l := range lines {
-		if l.Len == 0 {
-			return fail(l, l.Type, b.name+": zero-length target", ErrInvalid)
-		}
-		tt, ok := LookupType(l.Type)
-		if !ok {
-			return fail(l, l.Type, fmt.Sprintf("%s: %s: unknown target type", b.name, l.Type), ErrInvalid)
-		}
-		if (i == 0 && l.Start != 0) || (i > 0 && l.Start != next) {
-			return fail(l, l.Type, fmt.Sprintf("%s: %s: Gap in table (-EINVAL)", b.name, l.Type), ErrInvalid)
-		}
-		if l.Len > maxTableSize-l.Start { // Start is 0 or the previous end, so at most maxTableSize
-			return fail(l, l.Type, fmt.Sprintf("%s: %s: table longer than %d sectors (-EINVAL)", b.name, l.Type, maxTableSize), ErrInvalid)
-		}
-		ti := &TargetInfo{Begin: l.Start, Len: l.Len, Type: l.Type, Device: b.name, Clock: p.clock, Rand: p.rnd, b: b}
-		tgt, err := tt.New(ti, SplitArgs(l.Params))
-		if err != nil {
-			return fail(l, l.Type, ctrText(b.name, l.Type, err), causeOf(err))
-		}
-		t.segs = append(t.segs, Segment{Begin: l.Start, Len: l.Len, Type: l.Type, Target: tgt})
-		highs = append(highs, l.Start+l.Len-1)
-		next = l.Start + l.Len
-	}
-	t.size = next
-	// device_area_is_invalid, for every area of every segment in order.
-	for i := range t.segs {
-		for _, a := range t.segs[i].Target.Areas() {
-			size := a.Dev.Size()
-			if size == 0 {
-				continue // the kernel skips devices reporting no size
-			}
-			if a.Start >= size || a.Start+a.Len > size {
-				return fail(lines[i], t.segs[i].Type, fmt.Sprintf("%s: %s too small for target: start=%d, len=%d, dev_size=%d",
-					b.name, a.Dev.Name(), a.Start, a.Len, size), ErrInvalid)
-			}
-		}
-	}
-	t.ix = newIndex(highs)
-	t.devs = distinctDevs(t.segs)
-	return t, b, nil
-}
-
-// maxTableSize keeps every sector of every table inside the range the
-// extent package computes with.
-const maxTableSize = 1 << 62
-
-// ctrText renders a constructor failure as the kernel logs it:
-// "<dev>: <type>: <ti->error> (<errno>)", followed by the cause when there
-// is one ("Device lookup failed (-ENOENT): open /x: no such file").
-func ctrText(dev, typ string, err error) string {
-	msg, cause := err.Error(), error(nil)
-	if ce, ok := err.(*CtrError); ok {
-		msg, cause = ce.Msg, ce.Err
-	}
-	text := fmt.Sprintf("%s: %s: %s (%s)", dev, typ, msg, errnoName(Errno(causeOf(err))))
-	if cause != nil {
-		text += ": " + cause.Error()
-	}
-	return text
-}
-
-// causeOf returns the error a refusal should match: the constructor's
-// cause if it has one, else ErrInvalid.
-func causeOf(err error) error {
-	if ce, ok := err.(*CtrError); ok && ce.Err != nil {
-		return ce.Err
-	}
-	return ErrInvalid
 }

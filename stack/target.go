@@ -180,7 +180,10 @@ const (
 // IOMapper is implemented by targets whose I/O depends on more than the
 // sector: the direction, the time, or state that I/O and messages change
 // (dust, flakey). MapIO is called once for every request that reaches the
-// segment (see Bio), before it goes below.
+// segment (see Bio), before it goes below (and after the wait of a Delayer
+// that is also an IOMapper). Remap sends each part of the request where Map
+// places it; a flush (OpFlush, Pos and Len 0) that is remapped goes to every
+// child of the segment (Areas), once each.
 type IOMapper interface {
 	MapIO(b *Bio) (Action, error)
 }
@@ -190,19 +193,39 @@ type IOMapper interface {
 // stripe, flakey corrupts the bytes of a read. EndIO is called once per
 // request, after every part of it below has finished, with the first
 // error (nil on success); it returns the error the request completes with.
+// A request that MapIO completed itself (Done) or killed (Kill) is given to
+// EndIO too, with nil or the kill's error, as the kernel's end_io sees
+// every bio the target took.
 type EndIOer interface {
 	EndIO(b *Bio, err error) error
 }
 
+// ErrorEndIOer is an EndIOer that only needs the requests that failed
+// (striped, which counts errors per stripe). Such a segment, unless it is
+// also an IOMapper or a Delayer, stays on the I/O path's fast path: a
+// request that succeeds costs it no call. EndIO is then called once for
+// each request that failed, with its error, and must return an error
+// (returning nil keeps the one it was given). EndIOErrorsOnly is a marker
+// and is never called.
+type ErrorEndIOer interface {
+	EndIOer
+	EndIOErrorsOnly()
+}
+
 // Delayer is implemented by targets that hold requests back before they go
-// below (delay). Hold is called for each request; the engine keeps it
-// waiting for the returned duration, then calls release (if not nil) and
-// sends it on. The wait holds no lock and does not stop other I/O, suspends
-// of other devices or commands. From PreSuspend until Resume of the
-// target's device, and for a device being removed, requests are not held
+// below (delay). Hold is called for each request, first among the calls a
+// request gets at the segment; the engine keeps it waiting for the returned
+// duration, then calls release (if not nil) and sends it on (to MapIO when
+// the target is also an IOMapper, else where Map places it). The wait holds
+// no lock and does not stop other I/O, suspends of other devices or
+// commands. From the start of a suspend of the target's device (before
+// PreSuspend) until its Resume, and for a device being removed, the engine
+// does not make requests wait (Hold is still called, and release at once)
 // and those waiting go on at once, as the kernel's presuspend flushes its
-// delayed bios; a wait also ends when the client gives up (its context).
-// The request counts as in flight for the device's suspend while it waits.
+// delayed bios; a wait also ends when the client gives up (its context),
+// and the request then fails with the context's error. While it waits the
+// request counts as in flight for the suspend of the device and of every
+// device it passed above it, as in the kernel.
 type Delayer interface {
 	Hold(b *Bio) (wait time.Duration, release func())
 }
@@ -240,10 +263,20 @@ type Destructor interface {
 }
 
 // Suspender is implemented by targets that act around their device's
-// suspend (the kernel's presuspend and postsuspend).
+// suspend (the kernel's presuspend and postsuspend). PreSuspend runs after
+// new I/O has been stopped and before the engine waits for the I/O in
+// flight; PostSuspend once none is left.
 type Suspender interface {
 	PreSuspend()
 	PostSuspend()
+}
+
+// SuspendUndoer is implemented by Suspenders that must undo PreSuspend
+// when the suspend does not complete (the client gave up waiting for the
+// I/O in flight), as the kernel's presuspend_undo. The device then runs
+// again without a Resume.
+type SuspendUndoer interface {
+	PreSuspendUndo()
 }
 
 // Resumer is implemented by targets that act when their table becomes
@@ -375,8 +408,11 @@ type TargetInfo struct {
 	Rand *rand.Rand
 
 	maxIOLen uint64
-	changed  func(added, cleared extent.Set)
 	b        *builder
+	// Set once the table is built, for StateChanged.
+	dev   *Device
+	table *Table
+	seg   int
 }
 
 // SetMaxIOLen asks the I/O path to split requests to this segment so that
@@ -394,9 +430,24 @@ func (ti *TargetInfo) MaxIOLen() uint64 { return ti.maxIOLen }
 // may be empty when only the saved state changed. It may be called from the
 // I/O path and never blocks.
 func (ti *TargetInfo) StateChanged(added, cleared extent.Set) {
-	if ti.changed != nil {
-		ti.changed(added, cleared)
+	if ti.table == nil || ti.dev == nil {
+		return // a table being built, or one built to the side
 	}
+	if fn := ti.dev.pool.onChange.Load(); fn != nil {
+		(*fn)(TargetChange{Device: ti.dev, Table: ti.table, Segment: ti.seg, Added: added, Cleared: cleared})
+	}
+}
+
+// TargetChange is a target's report of a change of its state during I/O
+// (TargetInfo.StateChanged), as the pool hands it to the function set with
+// Pool.OnTargetChange. Added and Cleared are sectors relative to the
+// segment.
+type TargetChange struct {
+	Device  *Device
+	Table   *Table // the table the target belongs to (it may have left the device since)
+	Segment int    // index of the target's segment in Table
+	Added   extent.Set
+	Cleared extent.Set
 }
 
 // Clock is what targets read the time from.
@@ -412,6 +463,10 @@ type Clock interface {
 // /dev/mapper path, a leaf path, or major:minor) to the child it names, as
 // the kernel's dm_get_device does. It refuses the table's own device, a
 // device whose use would create a cycle, and a device claimed by a holder.
+// It may only be called from the constructor.
 func (ti *TargetInfo) GetDevice(ref string) (*Dev, error) {
+	if ti.b == nil {
+		return nil, fmt.Errorf("%w: GetDevice(%q) outside the constructor", ErrInvalid, ref)
+	}
 	return ti.b.getDevice(ref)
 }

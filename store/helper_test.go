@@ -244,9 +244,12 @@ func sampleDevice(name string) store.DeviceRecord {
 		Active:    strp("0 1024 linear /dev/pmem0 2048\n1024 512 error"),
 		Inactive:  strp("0 4096 striped 2 8 /dev/pmem0 0 /dev/pmem1 0"),
 		Suspended: true, ReadOnly: true, EventNr: 1 << 40,
-		Pristine:    strp("0 1536 linear /dev/pmem0 2048"),
-		ErrorRanges: extent.FromRuns(extent.Run{Start: 1024, Len: 8, Stride: 64, Count: 8}),
-		Created:     t0.In(time.FixedZone("CET", 3600)),
+		Pristine:       strp("0 1536 linear /dev/pmem0 2048"),
+		ErrorRanges:    extent.FromRuns(extent.Run{Start: 1024, Len: 8, Stride: 64, Count: 8}),
+		Created:        t0.In(time.FixedZone("CET", 3600)),
+		ActiveState:    []store.TargetState{{Segment: 1, Start: 1024, Type: "dust", State: []byte("enabled 5 7")}},
+		InactiveState:  []store.TargetState{{Segment: 0, Start: 0, Type: "flakey", State: []byte{0, 1, 2}}},
+		DeferredRemove: true,
 	}
 }
 
@@ -292,9 +295,18 @@ func ps(p *string) string {
 func ts(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }
 
 func showDevice(t testing.TB, r store.DeviceRecord) string {
-	checkFields(t, r, 11)
-	return fmt.Sprintf("%q %q %d %s %s %v %v %d %s %s %s", r.Name, r.UUID, r.Minor, ps(r.Active), ps(r.Inactive),
-		r.Suspended, r.ReadOnly, r.EventNr, ps(r.Pristine), r.ErrorRanges, ts(r.Created))
+	checkFields(t, r, 14)
+	return fmt.Sprintf("%q %q %d %s %s %v %v %d %s %s %s %s %s %v", r.Name, r.UUID, r.Minor, ps(r.Active), ps(r.Inactive),
+		r.Suspended, r.ReadOnly, r.EventNr, ps(r.Pristine), r.ErrorRanges, ts(r.Created),
+		showStates(r.ActiveState), showStates(r.InactiveState), r.DeferredRemove)
+}
+
+func showStates(s []store.TargetState) string {
+	var b strings.Builder
+	for _, x := range s {
+		fmt.Fprintf(&b, "[%d %d %q %q]", x.Segment, x.Start, x.Type, x.State)
+	}
+	return b.String()
 }
 
 func showLeaf(t testing.TB, r store.LeafRecord) string {

@@ -24,6 +24,23 @@ type DeviceRecord struct {
 	Pristine    *string    `json:"pristine"`
 	ErrorRanges extent.Set `json:"error_ranges"` // sectors spliced to error segments
 	Created     time.Time  `json:"created"`
+	// ActiveState and InactiveState are the saved state of the stateful
+	// targets (stack.Stateful) of each table slot, restored when the
+	// tables are rebuilt; empty when no target has state.
+	ActiveState   []TargetState `json:"active_state,omitempty"`
+	InactiveState []TargetState `json:"inactive_state,omitempty"`
+	// DeferredRemove: `remove --deferred` found the device in use; it is
+	// removed when its last user goes.
+	DeferredRemove bool `json:"deferred_remove,omitempty"`
+}
+
+// TargetState is the saved state of one stateful segment of a table, in
+// the target's own encoding.
+type TargetState struct {
+	Segment int    `json:"segment"` // index of the segment in its table
+	Start   uint64 `json:"start"`   // the segment's first sector, checked when restoring
+	Type    string `json:"type"`    // the segment's target type, checked when restoring
+	State   []byte `json:"state"`
 }
 
 // LeafRecord is a leaf as stored in the leaves bucket, keyed by ID, so the

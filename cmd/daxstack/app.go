@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
@@ -73,43 +71,29 @@ func commands() []*cli.Command {
 // reportFormatFlag is --reportformat basic|json on every report verb.
 var reportFormatFlag = &cli.StringFlag{Name: "reportformat", Usage: "`basic` text or `json` (LVM's report shape)", Value: "basic"}
 
-// env is what a verb needs: its arguments, the engine to call, and where
-// to print.
+// env is what a verb needs: its arguments, the engine (control.API: the
+// daemon's client, or the database directly), and where to print.
 type env struct {
-	c      *cli.Context
-	caller control.Caller
-	out    io.Writer
-	errw   io.Writer
+	c    *cli.Context
+	api  control.API
+	out  io.Writer
+	errw io.Writer
 }
 
 // newEnv returns the environment of a verb, choosing the daemon when its
 // socket answers, else the database directly.
 func newEnv(c *cli.Context) *env {
-	return &env{c: c, caller: chooseCaller(c), out: c.App.Writer, errw: c.App.ErrWriter}
+	return &env{c: c, api: chooseAPI(c), out: c.App.Writer, errw: c.App.ErrWriter}
 }
 
 func (x *env) ctx() context.Context { return x.c.Context }
 
-// call runs a method and decodes its result into out (may be nil).
-func (x *env) call(method string, req any, out any) error {
-	params, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	res, err := x.caller.Call(x.ctx(), method, params)
-	if out != nil && len(res) > 0 {
-		if uerr := json.Unmarshal(res, out); uerr != nil && err == nil {
-			err = uerr
-		}
-	}
-	return err
-}
-
 func (x *env) json() bool { return x.c.String("reportformat") == "json" }
 
-// chooseCaller picks the daemon if its socket accepts connections (and
-// --no-daemon is not given), else an embedded engine on the database.
-func chooseCaller(c *cli.Context) control.Caller {
+// chooseAPI picks the daemon if its socket accepts connections (and
+// --no-daemon is not given), else an embedded engine on the database,
+// opened for each call (control.Local).
+func chooseAPI(c *cli.Context) control.API {
 	cfg := control.Config{
 		DB:          c.String("db"),
 		LockTimeout: c.Duration("lock-timeout"),
@@ -129,68 +113,8 @@ func chooseCaller(c *cli.Context) control.Caller {
 			dialErr = fmt.Errorf("the daemon's socket %s: %w", c.String("socket"), err)
 		}
 	}
-	return &localCaller{cfg: cfg, dialErr: dialErr}
-}
-
-// localCaller opens the database for each call: shared for reports,
-// exclusive for changes, so concurrent daxstack processes serialise on
-// bbolt's lock.
-type localCaller struct {
-	cfg     control.Config
-	dialErr error // why the daemon's socket could not be used, if it exists
-}
-
-func (l *localCaller) Call(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
-	m, ok := control.Lookup(method)
-	if !ok {
-		return nil, usagef("unknown command %q", method)
-	}
-	if m.Stateless {
-		return control.CallStateless(ctx, method, params)
-	}
-	cfg := l.cfg
-	cfg.ReadOnly = !m.Mutates
-	if cfg.ReadOnly {
-		if _, err := os.Stat(cfg.DB); errors.Is(err, os.ErrNotExist) {
-			// Nothing was ever stored: report on an empty state without
-			// creating a database for a read.
-			cfg.DB = ""
-			return emptyState(ctx, method, params)
-		}
-	}
-	e, err := control.Open(cfg)
-	if cfg.ReadOnly && errors.Is(err, store.ErrNotFound) {
-		// The file is empty or was never initialised: the first command
-		// that would have created it was killed. Nothing was stored.
-		return emptyState(ctx, method, params)
-	}
-	if err != nil {
-		if l.dialErr != nil {
-			return nil, fmt.Errorf("%v, and the database cannot be opened directly: %w", l.dialErr, err)
-		}
-		return nil, err
-	}
-	defer e.Close()
-	return e.Call(ctx, method, params)
-}
-
-// emptyState answers a report on a database that does not exist yet, with
-// a throw-away engine on an empty database in a temporary directory.
-func emptyState(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
-	dir, err := os.MkdirTemp("", "daxstack-empty-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	e, err := control.Open(control.Config{DB: dir + "/empty.db"})
-	if err != nil {
-		return nil, err
-	}
-	defer e.Close()
-	return e.Call(ctx, method, params)
+	return &control.Local{Config: cfg, DialErr: dialErr}
 }
 
 // names returns the positional arguments as device names.
 func names(c *cli.Context) []string { return c.Args().Slice() }
-
-var _ = strings.TrimSpace

@@ -75,7 +75,7 @@ func createAction(c *cli.Context) error {
 			}
 			spec = string(b)
 		}
-		return x.call("create-concise", control.ConciseReq{Spec: spec}, nil)
+		return x.api.CreateConcise(x.ctx(), control.ConciseReq{Spec: spec})
 	}
 	if c.NArg() < 1 || c.NArg() > 2 {
 		return usagef("Please specify device name and at most one table file.")
@@ -92,7 +92,7 @@ func createAction(c *cli.Context) error {
 		}
 		req.Table, req.Source = &text, source
 	}
-	return x.call("create", req, nil)
+	return x.api.Create(x.ctx(), req)
 }
 
 func loadAction(c *cli.Context) error {
@@ -106,5 +106,6 @@ func loadAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return newEnv(c).call("load", control.LoadReq{Name: c.Args().First(), Table: text, Source: source}, nil)
+	x := newEnv(c)
+	return x.api.Load(x.ctx(), control.LoadReq{Name: c.Args().First(), Table: text, Source: source})
 }

@@ -56,18 +56,20 @@ func daemonCommands() []*cli.Command {
 				return usagef("Please specify one leaf.")
 			}
 			x := newEnv(c)
-			if err := x.call("pre-remove", control.NameReq{Name: c.Args().First()}, nil); err != nil {
+			if _, err := x.api.PreRemove(x.ctx(), control.NameReq{Name: c.Args().First()}); err != nil {
 				return err
 			}
-			return x.call("offline", control.NameReq{Name: c.Args().First()}, nil)
+			_, err := x.api.Offline(x.ctx(), control.NameReq{Name: c.Args().First()})
+			return err
 		},
 	}
 	rescan := &cli.Command{
 		Name:  "rescan",
 		Usage: "compare every recorded leaf with the system now and record what changed",
 		Action: func(c *cli.Context) error {
-			var r control.RescanResp
-			if err := newEnv(c).call("rescan", control.Empty{}, &r); err != nil {
+			x := newEnv(c)
+			r, err := x.api.Rescan(x.ctx())
+			if err != nil {
 				return err
 			}
 			for _, l := range r.Lost {
@@ -86,7 +88,7 @@ func daemonCommands() []*cli.Command {
 }
 
 // dialDaemon connects to the daemon's socket.
-func dialDaemon(path string) (control.Caller, error) {
+func dialDaemon(path string) (control.API, error) {
 	cl, err := service.Dial(path)
 	if err != nil {
 		return nil, err
@@ -141,7 +143,7 @@ const reconnectFor = 30 * time.Second
 
 func (s *streamSource) next(ctx context.Context, since uint64, devices []string, follow bool) ([]rmapchain.Event, uint64, error) {
 	if !follow {
-		return pollSource{&env{caller: s.d, c: nil}}.nextWith(ctx, s.d, since, devices)
+		return pollSource{}.nextWith(ctx, s.d, since, devices)
 	}
 	if s.sub != nil && s.handled > 0 {
 		s.sub.Ack(s.handled)

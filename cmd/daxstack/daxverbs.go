@@ -80,20 +80,20 @@ func sectorArgs(c *cli.Context, needCount bool) (control.RangeReq, error) {
 	return r, nil
 }
 
-// rangeCall runs method with the verb's "<dev> <sector> [<count>]".
-func rangeCall[R any](c *cli.Context, method string) (*env, R, error) {
+// rangeCall runs call with the verb's "<dev> <sector> [<count>]".
+func rangeCall[R any](c *cli.Context, call func(*env, control.RangeReq) (R, error)) (*env, R, error) {
 	var resp R
 	r, err := sectorArgs(c, false)
 	if err != nil {
 		return nil, resp, err
 	}
 	x := newEnv(c)
-	err = x.call(method, r, &resp)
+	resp, err = call(x, r)
 	return x, resp, err
 }
 
 func mapAction(c *cli.Context) error {
-	x, pieces, err := rangeCall[[]control.MapPiece](c, "map")
+	x, pieces, err := rangeCall(c, func(x *env, r control.RangeReq) ([]control.MapPiece, error) { return x.api.Map(x.ctx(), r) })
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,7 @@ func rangeRows(sets ...control.DeviceRanges) []row {
 }
 
 func rmapAction(c *cli.Context) error {
-	x, sets, err := rangeCall[[]control.DeviceRanges](c, "rmap")
+	x, sets, err := rangeCall(c, func(x *env, r control.RangeReq) ([]control.DeviceRanges, error) { return x.api.Rmap(x.ctx(), r) })
 	if err != nil {
 		return err
 	}
@@ -175,8 +175,8 @@ func badblocksAction(c *cli.Context) error {
 		return usagef("Please specify one device.")
 	}
 	x := newEnv(c)
-	var s control.DeviceRanges
-	if err := x.call("badblocks", control.NameReq{Name: c.Args().First()}, &s); err != nil {
+	s, err := x.api.Badblocks(x.ctx(), control.NameReq{Name: c.Args().First()})
+	if err != nil {
 		return err
 	}
 	if x.json() {
@@ -206,8 +206,12 @@ func poisonAction(c *cli.Context, method string) error {
 		return usagef("--sector and a non-zero --count are required.")
 	}
 	x := newEnv(c)
-	var resp control.InjectResp
-	if err := x.call(method, r, &resp); err != nil {
+	call := x.api.Inject
+	if method == "clear-errors" {
+		call = x.api.ClearErrors
+	}
+	resp, err := call(x.ctx(), r)
+	if err != nil {
 		return err
 	}
 	verb := "poisoned"
@@ -228,7 +232,11 @@ func spliceAction(c *cli.Context, method string) error {
 	if err != nil {
 		return err
 	}
-	return newEnv(c).call(method, r, nil)
+	x := newEnv(c)
+	if method == "good-range" {
+		return x.api.GoodRange(x.ctx(), r)
+	}
+	return x.api.ErrorRange(x.ctx(), r)
 }
 
 func ioCommands() []*cli.Command {
@@ -288,18 +296,24 @@ func readAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	dev := c.Args().First()
+	h, err := x.api.Open(x.ctx(), control.OpenReq{Name: dev})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	buf := make([]byte, min(left, ioChunk))
 	for left > 0 {
 		n := min(left, ioChunk)
-		var resp control.IOResp
-		err := x.call("read", control.IOReq{Name: c.Args().First(), Offset: off, Length: int(n)}, &resp)
-		if _, werr := x.out.Write(resp.Data); werr != nil {
+		k, err := h.ReadAtContext(x.ctx(), buf[:n], off)
+		if _, werr := x.out.Write(buf[:k]); werr != nil {
 			return werr
 		}
-		if err != nil {
-			return ioFailure(x, "read", c.Args().First(), err)
+		if err == io.EOF {
+			return nil // end of device: a short read, as dd on a block device
 		}
-		if int64(resp.N) < n {
-			return nil // end of device
+		if err != nil {
+			return ioFailure(x, "read", dev, err)
 		}
 		off += n
 		left -= n
@@ -312,17 +326,26 @@ func writeAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	dev := c.Args().First()
+	h, err := x.api.Open(x.ctx(), control.OpenReq{Name: dev, Write: true})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
 	buf := make([]byte, ioChunk)
 	for {
 		n, rerr := io.ReadFull(c.App.Reader, buf)
 		if n > 0 {
-			var resp control.IOResp
-			if err := x.call("write", control.IOReq{Name: c.Args().First(), Offset: off, Data: buf[:n]}, &resp); err != nil {
-				return ioFailure(x, "write", c.Args().First(), err)
+			if _, err := h.WriteAtContext(x.ctx(), buf[:n], off); err != nil {
+				return ioFailure(x, "write", dev, err)
 			}
 			off += int64(n)
 		}
 		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			// What was written is durable when the command ends.
+			if err := h.Flush(x.ctx()); err != nil {
+				return ioFailure(x, "write", dev, err)
+			}
 			return nil
 		}
 		if rerr != nil {

@@ -29,9 +29,9 @@ type eventSource interface {
 // pollSource reads the event log through the `events` method.
 type pollSource struct{ x *env }
 
-// nextWith reads once through caller c.
-func (p pollSource) nextWith(ctx context.Context, c control.Caller, since uint64, devices []string) ([]rmapchain.Event, uint64, error) {
-	resp, err := control.Do[control.EventsResp](ctx, c, "events", control.EventsReq{Since: since, Devices: devices})
+// nextWith reads once through a.
+func (p pollSource) nextWith(ctx context.Context, a control.API, since uint64, devices []string) ([]rmapchain.Event, uint64, error) {
+	resp, err := a.Events(ctx, control.EventsReq{Since: since, Devices: devices})
 	if err != nil {
 		return nil, since, err
 	}
@@ -40,8 +40,8 @@ func (p pollSource) nextWith(ctx context.Context, c control.Caller, since uint64
 
 func (p pollSource) next(ctx context.Context, since uint64, devices []string, follow bool) ([]rmapchain.Event, uint64, error) {
 	for {
-		var resp control.EventsResp
-		if err := p.x.call("events", control.EventsReq{Since: since, Devices: devices}, &resp); err != nil {
+		resp, err := p.x.api.Events(ctx, control.EventsReq{Since: since, Devices: devices})
+		if err != nil {
 			return nil, since, err
 		}
 		next := since
@@ -61,7 +61,7 @@ func (p pollSource) next(ctx context.Context, since uint64, devices []string, fo
 }
 
 func sourceFor(x *env) eventSource {
-	if s, ok := x.caller.(interface{ events() eventSource }); ok {
+	if s, ok := x.api.(interface{ events() eventSource }); ok {
 		return s.events()
 	}
 	return pollSource{x}
@@ -141,7 +141,8 @@ func eventCommands() []*cli.Command {
 				if c.NArg() != 1 {
 					return usagef("Please specify one device.")
 				}
-				return newEnv(c).call("release", control.ClaimReq{Device: c.Args().First(), Holder: c.String("name")}, nil)
+				x := newEnv(c)
+				return x.api.Release(x.ctx(), control.ClaimReq{Device: c.Args().First(), Holder: c.String("name")})
 			},
 		},
 	}
@@ -163,22 +164,22 @@ func holdAction(c *cli.Context) error {
 	// reconnects to a restarted daemon.
 	var src eventSource
 	var claimed control.ClaimResp
-	if d, ok := x.caller.(*daemonCaller); ok && !c.Bool("no-follow") {
+	var err error
+	if d, ok := x.api.(*daemonCaller); ok && !c.Bool("no-follow") {
 		s, name, err := d.hold(dev, name, c.Uint64("since"))
 		if err != nil {
 			return err
 		}
 		defer s.close()
 		src, claimed.Device = s, name
-	} else if err := x.call("claim", control.ClaimReq{Device: dev, Holder: name, PID: os.Getpid()}, &claimed); err != nil {
+	} else if claimed, err = x.api.Claim(x.ctx(), control.ClaimReq{Device: dev, Holder: name, PID: os.Getpid()}); err != nil {
 		return err
 	} else {
 		src = sourceFor(x)
 	}
 	defer func() {
 		// Release on the way out, even after an interrupt.
-		x.c.Context = context.Background()
-		x.call("release", control.ClaimReq{Device: dev, Holder: name}, nil)
+		x.api.Release(context.Background(), control.ClaimReq{Device: dev, Holder: name})
 	}()
 	handle := printEvent(x)
 	if cmd := c.String("exec"); cmd != "" {

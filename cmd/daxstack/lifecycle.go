@@ -20,7 +20,7 @@ func lifecycleCommands() []*cli.Command {
 		&cli.BoolFlag{Name: "nolockfs", Hidden: true}, &cli.BoolFlag{Name: "noflush", Hidden: true},
 		&cli.BoolFlag{Name: "noudevsync", Hidden: true}, &cli.BoolFlag{Name: "noudevrules", Hidden: true},
 	}
-	perDevice := func(name, usage, method string) *cli.Command {
+	perDevice := func(name, usage string, call func(x *env, c *cli.Context, dev string) error) *cli.Command {
 		return &cli.Command{
 			Name: name, Usage: usage, ArgsUsage: "<device>...", Flags: compat,
 			Action: func(c *cli.Context) error {
@@ -29,7 +29,7 @@ func lifecycleCommands() []*cli.Command {
 				}
 				x := newEnv(c)
 				for _, n := range names(c) {
-					if err := x.call(method, control.NameReq{Name: n}, nil); err != nil {
+					if err := call(x, c, n); err != nil {
 						return err
 					}
 				}
@@ -38,9 +38,15 @@ func lifecycleCommands() []*cli.Command {
 		}
 	}
 	return []*cli.Command{
-		perDevice("suspend", "suspend I/O to devices (new I/O waits for resume)", "suspend"),
-		perDevice("resume", "make the inactive table live, if any, and resume I/O", "resume"),
-		perDevice("clear", "drop the inactive table", "clear"),
+		perDevice("suspend", "suspend I/O to devices (new I/O waits for resume)", func(x *env, c *cli.Context, n string) error {
+			return x.api.Suspend(x.ctx(), control.SuspendReq{Name: n, NoLockfs: c.Bool("nolockfs")})
+		}),
+		perDevice("resume", "make the inactive table live, if any, and resume I/O", func(x *env, c *cli.Context, n string) error {
+			return x.api.Resume(x.ctx(), control.SuspendReq{Name: n, NoLockfs: c.Bool("nolockfs")})
+		}),
+		perDevice("clear", "drop the inactive table", func(x *env, c *cli.Context, n string) error {
+			return x.api.Clear(x.ctx(), control.NameReq{Name: n})
+		}),
 		{
 			Name: "wipe_table", Usage: "replace the table with one error segment of the same size", ArgsUsage: "<device>...",
 			Flags: append([]cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}}}, compat...),
@@ -50,7 +56,7 @@ func lifecycleCommands() []*cli.Command {
 				}
 				x := newEnv(c)
 				for _, n := range names(c) {
-					if err := x.call("wipe_table", control.NameReq{Name: n}, nil); err != nil {
+					if err := x.api.WipeTable(x.ctx(), control.NameReq{Name: n}); err != nil {
 						return err
 					}
 				}
@@ -62,7 +68,7 @@ func lifecycleCommands() []*cli.Command {
 			Flags: append([]cli.Flag{
 				&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace the table with an error table first"},
 				&cli.BoolFlag{Name: "retry", Usage: "retry for a few seconds while the device is busy"},
-				&cli.BoolFlag{Name: "deferred", Usage: "accepted for dmsetup compatibility (removal is immediate)"},
+				&cli.BoolFlag{Name: "deferred", Usage: "if the device is in use, remove it when its last user goes"},
 				&cli.StringFlag{Name: "mangle", Hidden: true},
 			}, compat...),
 			Action: removeAction,
@@ -71,7 +77,8 @@ func lifecycleCommands() []*cli.Command {
 			Name: "remove_all", Usage: "remove every device that nothing uses",
 			Flags: []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}}},
 			Action: func(c *cli.Context) error {
-				return newEnv(c).call("remove_all", control.RemoveReq{Force: c.Bool("force")}, nil)
+				x := newEnv(c)
+				return x.api.RemoveAll(x.ctx(), control.RemoveReq{Force: c.Bool("force")})
 			},
 		},
 		{
@@ -81,7 +88,8 @@ func lifecycleCommands() []*cli.Command {
 				if c.NArg() != 2 {
 					return usagef("Incorrect number of arguments.")
 				}
-				return newEnv(c).call("rename", control.RenameReq{Name: c.Args().Get(0), New: c.Args().Get(1), SetUUID: c.Bool("setuuid")}, nil)
+				x := newEnv(c)
+				return x.api.Rename(x.ctx(), control.RenameReq{Name: c.Args().Get(0), New: c.Args().Get(1), SetUUID: c.Bool("setuuid")})
 			},
 		},
 		{
@@ -97,8 +105,9 @@ func lifecycleCommands() []*cli.Command {
 				// dmsetup re-joins the words with single spaces; the target
 				// splits them again like table parameters.
 				args := stack.SplitArgs(strings.Join(c.Args().Slice()[2:], " "))
-				var resp control.MessageResp
-				if err := newEnv(c).call("message", control.MessageReq{Name: c.Args().First(), Sector: sector, Args: args}, &resp); err != nil {
+				x := newEnv(c)
+				resp, err := x.api.Message(x.ctx(), control.MessageReq{Name: c.Args().First(), Sector: sector, Args: args})
+				if err != nil {
 					return err
 				}
 				if resp.Reply != "" {
@@ -123,9 +132,9 @@ func removeAction(c *cli.Context) error {
 	}
 	x := newEnv(c)
 	for _, n := range names(c) {
-		req := control.RemoveReq{Name: n, Force: c.Bool("force")}
+		req := control.RemoveReq{Name: n, Force: c.Bool("force"), Deferred: c.Bool("deferred")}
 		for try := 1; ; try++ {
-			err := x.call("remove", req, nil)
+			err := x.api.Remove(x.ctx(), req)
 			if err == nil {
 				break
 			}

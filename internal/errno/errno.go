@@ -32,7 +32,9 @@ func (e *Sentinel) Is(target error) bool {
 }
 
 // Of returns the errno err carries: that of the first Sentinel in its
-// chain, else a syscall.Errno in it; ok is false when it has neither.
+// chain, else a syscall.Errno in it, else the first of the usual errnos
+// it matches with errors.Is (an error type whose Is method says it is
+// EIO, say); ok is false when it has none of them.
 func Of(err error) (e syscall.Errno, ok bool) {
 	var s *Sentinel
 	if errors.As(err, &s) {
@@ -41,5 +43,20 @@ func Of(err error) (e syscall.Errno, ok bool) {
 	if errors.As(err, &e) {
 		return e, true
 	}
+	if err == nil {
+		return 0, false
+	}
+	for _, e := range matched {
+		if errors.Is(err, e) {
+			return e, true
+		}
+	}
 	return 0, false
+}
+
+// matched are the errnos Of asks an error about when it carries none.
+var matched = []syscall.Errno{
+	syscall.EIO, syscall.ENOSPC, syscall.EROFS, syscall.ENXIO, syscall.EBUSY, syscall.EAGAIN,
+	syscall.EINVAL, syscall.ENOENT, syscall.EACCES, syscall.EPERM, syscall.ENODEV, syscall.EBADF,
+	syscall.EOPNOTSUPP, syscall.ENOMEM, syscall.ELOOP,
 }

@@ -54,3 +54,18 @@ func TestOf(t *testing.T) {
 		}
 	}
 }
+
+// isEIO is an error that says it is EIO only through its Is method.
+type isEIO struct{}
+
+func (isEIO) Error() string        { return "bad block" }
+func (isEIO) Is(target error) bool { return target == syscall.EIO }
+
+func TestOfAsksIs(t *testing.T) {
+	if e, ok := Of(fmt.Errorf("wrapped: %w", isEIO{})); !ok || e != syscall.EIO {
+		t.Fatalf("Of = %v, %v; want EIO", e, ok)
+	}
+	if _, ok := Of(errors.New("plain")); ok {
+		t.Fatal("a plain error has an errno")
+	}
+}

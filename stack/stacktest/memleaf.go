@@ -5,6 +5,7 @@ package stacktest
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/daxstack/daxstack/extent"
@@ -22,7 +23,17 @@ type MemLeaf struct {
 	mu     sync.RWMutex
 	poison extent.Set
 	lost   bool
+	syncs  atomic.Int64
 }
+
+// Sync counts a flush reaching the leaf (stack.LeafSyncer).
+func (l *MemLeaf) Sync() error {
+	l.syncs.Add(1)
+	return nil
+}
+
+// Syncs returns how many times Sync was called.
+func (l *MemLeaf) Syncs() int { return int(l.syncs.Load()) }
 
 // NewMemLeaf returns a leaf of sectors sectors. If sparse is true no
 // memory is allocated and the leaf can only be used for mapping, not I/O.

@@ -70,6 +70,7 @@ func New(ti *stack.TargetInfo, args []string) (stack.Target, error) {
 	if uint64(k) > uint64(len(args)) {
 		return nil, stack.Errorf("Memory allocation for striped context failed", syscall.ENOMEM)
 	}
+	ti.SetMaxIOLen(uint64(chunk)) // I/O is split at chunk boundaries, as the kernel's
 	s := &striped{
 		stripes:    make([]stripe, k),
 		k:          uint64(k),
@@ -148,7 +149,8 @@ func (s *striped) Map(off uint64) (stack.Mapping, error) {
 
 // EndIO counts an error against the first stripe on the failing device, as
 // stripe_end_io does (it matches the device, so a device used by two
-// stripes is charged to the first).
+// stripes is charged to the first). Requests are split at chunks
+// (SetMaxIOLen), so a request's first sector names its stripe.
 func (s *striped) EndIO(b *stack.Bio, err error) error {
 	if err == nil {
 		return nil
@@ -163,6 +165,10 @@ func (s *striped) EndIO(b *stack.Bio, err error) error {
 	}
 	return err
 }
+
+// EndIOErrorsOnly marks EndIO as needing failures only (stack.ErrorEndIOer):
+// striped stays on the I/O path's fast path.
+func (s *striped) EndIOErrorsOnly() {}
 
 func (s *striped) Areas() []stack.Area {
 	out := make([]stack.Area, len(s.stripes))
