@@ -197,7 +197,12 @@ func TestSplitArgs(t *testing.T) {
 		{"trailing backslash is literal", `a\`, []string{`a\`}},
 		{"lone backslash", `\`, []string{`\`}},
 		{"escaped space alone is an argument", `\ `, []string{" "}},
-		{"non-ASCII is not whitespace", "a\u00a0b c", []string{"a\u00a0b", "c"}},
+		// The kernel's isspace has 0xA0 (Latin-1's no-break space), and
+		// dm_split_args goes byte by byte: U+00A0 is C2 A0 in UTF-8.
+		{"byte 0xA0 is kernel whitespace", "a\xa0b c", []string{"a", "b", "c"}},
+		{"inside UTF-8 too", "a\u00a0b", []string{"a\xc2", "b"}},
+		{"escaped 0xA0", "a\\\xa0b", []string{"a\xa0b"}},
+		{"other non-ASCII is not whitespace", "pmem\u00e9 \x85\x9f", []string{"pmem\u00e9", "\x85\x9f"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -219,7 +224,8 @@ func TestEscapeArgRoundTrip(t *testing.T) {
 		{"backslash", `a\b`, `a\\b`},
 		{"trailing backslash", `a\`, `a\\`},
 		{"every C space", "\t\n\v\f\r ", "\\\t\\\n\\\v\\\f\\\r\\ "},
-		{"non-ASCII untouched", "pmem\u00a0é", "pmem\u00a0é"},
+		{"0xA0 escaped, byte by byte", "pmem\u00a0é", "pmem\xc2\\\xa0é"},
+		{"other non-ASCII untouched", "pmemé\x85", "pmemé\x85"},
 		{"invalid UTF-8 untouched", "a\xffb", "a\xffb"},
 	}
 	for _, tc := range tests {
