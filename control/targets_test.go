@@ -202,6 +202,6 @@ func (h *hold) Hold(*stack.Bio) (time.Duration, func()) { return time.Duration(h
 
 // Split: a piece of a memo segment is a memo segment at the moved offset
 // (its state comes from the target it is a piece of).
-func (m *memo) Split(off, n uint64) (string, bool) {
-	return m.dev.Ref() + " " + strconv.FormatUint(m.start+off, 10), true
+func (m *memo) Split(off, n uint64) (string, error) {
+	return m.dev.Ref() + " " + strconv.FormatUint(m.start+off, 10), nil
 }

@@ -11,8 +11,9 @@ import (
 // sectors in bad fail: they become error segments, and the segments around
 // them are cut into pieces that keep their own mapping (a linear piece keeps
 // its identity offset). This is how fstests' dmerror marks ranges bad. A cut
-// a target cannot express (a striped segment cut inside a stripe row) is
-// refused with ErrInvalid.
+// a target cannot express (a striped segment cut inside a stripe row, a
+// dust segment cut at all: see Splitter) is refused with ErrInvalid and
+// the target's reason.
 func (t *Table) Splice(bad extent.Set) ([]Line, error) {
 	bad = bad.Clip(0, t.Size())
 	var out []Line
@@ -40,10 +41,10 @@ func (t *Table) Splice(bad extent.Set) ([]Line, error) {
 			if !ok {
 				return fmt.Errorf("%w: a %s segment cannot be cut", ErrInvalid, seg.Type)
 			}
-			params, ok := sp.Split(a-seg.Begin, b-a)
-			if !ok {
-				return fmt.Errorf("%w: sectors %d..%d of the %s segment at %d+%d cannot be a segment of their own (cut at whole stripe rows)",
-					ErrInvalid, a, b-1, seg.Type, seg.Begin, seg.Len)
+			params, err := sp.Split(a-seg.Begin, b-a)
+			if err != nil {
+				return fmt.Errorf("%w: sectors %d..%d of the %s segment at %d+%d cannot be a segment of their own: %w",
+					ErrInvalid, a, b-1, seg.Type, seg.Begin, seg.Len, err)
 			}
 			emit(a, b-a, seg.Type, params)
 			return nil

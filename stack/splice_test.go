@@ -36,7 +36,11 @@ func TestSplice(t *testing.T) {
 		{"striped cut at whole rows", "0 64 striped 2 8 /a 0 /b 0", []extent.Extent{{Start: 16, Len: 16}},
 			"0 16 striped 2 8 /a 0 /b 0\n16 16 error \n32 32 striped 2 8 /a 16 /b 16"},
 		{"striped cut inside a row is refused", "0 64 striped 2 8 /a 0 /b 0", []extent.Extent{{Start: 3, Len: 1}},
-			"error: cannot be a segment of their own"},
+			"error: sectors 0..2 of the striped segment at 0+64 cannot be a segment of their own: a striped segment is cut only at whole stripe rows (2 stripes of 8 sectors: every 16 sectors from its start)"},
+		{"dust is cut only whole, with its reason", "0 64 dust /a 0 512", []extent.Extent{{Start: 8, Len: 1}},
+			"error: sectors 0..7 of the dust segment at 0+64 cannot be a segment of their own: a dust segment keeps one list"},
+		{"dust covered whole by the bad range is one error segment", "0 8 linear /b 0\n8 64 dust /a 0 512", []extent.Extent{{Start: 8, Len: 64}},
+			"0 8 linear /b 0\n8 64 error "},
 		{"nothing bad gives the table back", "0 10 linear /a 0\n10 10 zero", nil,
 			"0 10 linear /a 0\n10 10 zero "},
 	}

@@ -307,12 +307,15 @@ type Persister interface {
 // segment as a segment of its own: Split returns the parameters of a
 // segment covering segment sectors [off, off+n) that maps them exactly as
 // this one does (linear: the device and a moved offset), in the stored
-// form (see Persister). ok is false when no such segment exists (a striped
-// cut that is not a whole number of stripe rows, or a target whose state
-// cannot be divided). A Stateful target's pieces are given its state with
-// Restore, so a piece keeps, for instance, flakey's clock.
+// form (see Persister). When no such segment exists it returns an error
+// saying why, in words that complete "cannot be a segment of their own: "
+// (a striped cut that is not a whole number of stripe rows, a target whose
+// state cannot be divided); the engine refuses the cut with ErrInvalid,
+// naming the sectors and the target type, and that reason. A Stateful
+// target's pieces are given its state with Restore, so a piece keeps, for
+// instance, flakey's clock.
 type Splitter interface {
-	Split(off, n uint64) (params string, ok bool)
+	Split(off, n uint64) (params string, err error)
 }
 
 // Messager is implemented by targets that accept `dmsetup message`. A

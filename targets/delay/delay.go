@@ -177,7 +177,7 @@ func (d *delay) Status() string {
 
 // Split: any cut of a delay segment is a delay segment whose classes'
 // offsets all move by the cut's start.
-func (d *delay) Split(off, n uint64) (string, bool) { return d.params(off), true }
+func (d *delay) Split(off, n uint64) (string, error) { return d.params(off), nil }
 
 // Hold is delay_bio: a request of a class with a delay, while the target
 // may delay, waits for it and counts as held back until release. With no

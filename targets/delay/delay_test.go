@@ -216,8 +216,8 @@ func TestSplitAndTable(t *testing.T) {
 		if got := d.Table(); got != tc.printed {
 			t.Errorf("%s prints %q, want %q", tc.table, got, tc.printed)
 		}
-		if p, ok := d.Split(10, 20); !ok || p != tc.piece {
-			t.Errorf("%s: Split(10, 20) = %q, %v", tc.table, p, ok)
+		if p, err := d.Split(10, 20); err != nil || p != tc.piece {
+			t.Errorf("%s: Split(10, 20) = %q, %v", tc.table, p, err)
 		}
 	}
 }

@@ -25,6 +25,7 @@
 package dust
 
 import (
+	"errors"
 	"fmt"
 	"math/bits"
 	"strconv"
@@ -145,11 +146,11 @@ func (d *dust) Status() string {
 // went through, so the pieces' lists, counts and modes would drift apart
 // from what the one target would show. Keeping them together would need
 // one state shared by several segments, which the contract does not have.
-func (d *dust) Split(off, n uint64) (string, bool) {
+func (d *dust) Split(off, n uint64) (string, error) {
 	if off != 0 || n != d.len {
-		return "", false
+		return "", errors.New("a dust segment keeps one list of bad blocks and one mode, which pieces of it would each hold a copy of, drifting apart (a message reaches one piece, a clearing write one piece); it is cut only whole")
 	}
-	return d.Table(), true
+	return d.Table(), nil
 }
 
 // Failing returns, while enabled, the sectors of the segment that lie in

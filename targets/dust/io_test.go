@@ -3,6 +3,7 @@ package dust
 import (
 	"errors"
 	"maps"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -199,12 +200,12 @@ func TestMapRmapAreasSplit(t *testing.T) {
 	if a := d.Areas(); len(a) != 1 || a[0].Start != 24 || a[0].Len != 1000 {
 		t.Errorf("Areas = %+v", a)
 	}
-	if p, ok := d.Split(0, 1000); !ok || p != "1:0 24 512" {
-		t.Errorf("Split of the whole = %q, %v", p, ok)
+	if p, err := d.Split(0, 1000); err != nil || p != "1:0 24 512" {
+		t.Errorf("Split of the whole = %q, %v", p, err)
 	}
 	for _, c := range [][2]uint64{{0, 500}, {500, 500}, {8, 8}} {
-		if p, ok := d.Split(c[0], c[1]); ok {
-			t.Errorf("Split(%d, %d) = %q, want refused", c[0], c[1], p)
+		if p, err := d.Split(c[0], c[1]); err == nil || !strings.Contains(err.Error(), "dust segment keeps one list") {
+			t.Errorf("Split(%d, %d) = %q, %v; want refused with the reason", c[0], c[1], p, err)
 		}
 	}
 }

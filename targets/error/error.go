@@ -56,18 +56,20 @@ func (t *errTarget) Failing() extent.Set {
 
 // Split: a piece of an error segment is an error segment, over the same
 // device (if any) at the moved offset.
-func (t *errTarget) Split(off, n uint64) (string, bool) {
+func (t *errTarget) Split(off, n uint64) (string, error) {
 	if t.dev == nil {
-		return "", true
+		return "", nil
 	}
-	return t.dev.Ref() + " " + strconv.FormatUint(t.start+off, 10), true
+	return t.dev.Ref() + " " + strconv.FormatUint(t.start+off, 10), nil
 }
 
 // StoredParams keeps the device the kernel does not print: it is still a
 // dependency of the table.
 func (t *errTarget) StoredParams() string {
-	p, _ := t.Split(0, t.len)
-	return p
+	if t.dev == nil {
+		return ""
+	}
+	return t.dev.Ref() + " " + strconv.FormatUint(t.start, 10)
 }
 
 // Rmap returns nothing: no sector of the segment holds data of the child.

@@ -75,8 +75,8 @@ func TestMapFails(t *testing.T) {
 	if got := tg.(stack.Persister).StoredParams(); got != "259:1 8" {
 		t.Errorf("StoredParams() = %q", got)
 	}
-	if got, ok := tg.(stack.Splitter).Split(3, 5); got != "259:1 11" || !ok {
-		t.Errorf("Split = %q, %v", got, ok)
+	if got, err := tg.(stack.Splitter).Split(3, 5); got != "259:1 11" || err != nil {
+		t.Errorf("Split = %q, %v", got, err)
 	}
 }
 

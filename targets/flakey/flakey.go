@@ -186,7 +186,7 @@ func (f *flakey) Status() string { return "" }
 // Split: any cut of a flakey segment is a flakey segment over the device
 // at the moved offset, with the same intervals and features; the engine
 // gives each piece this target's state, so the pieces share its clock.
-func (f *flakey) Split(off, n uint64) (string, bool) { return f.params(f.start + off), true }
+func (f *flakey) Split(off, n uint64) (string, error) { return f.params(f.start + off), nil }
 
 // Condition is "down" in the down interval, "" in the up one.
 func (f *flakey) Condition() string {

@@ -58,7 +58,7 @@ func FuzzNew(f *testing.F) {
 		if c1 != c2 || d1 != d2 || again.Lines()[0] != printed {
 			t.Fatalf("%q printed as %q builds another target:\n%+v\n%+v", params, printed, c1, c2)
 		}
-		if p, ok := first.Split(0, uint64(length)); !ok || p != first.Table() {
+		if p, err := first.Split(0, uint64(length)); err != nil || p != first.Table() {
 			t.Fatalf("Split of the whole %q, table %q", p, first.Table())
 		}
 	})

@@ -100,9 +100,9 @@ func TestRestoreRefuses(t *testing.T) {
 func TestSplit(t *testing.T) {
 	e := newEnv(1)
 	f := e.build(t, "f", "0 1024 flakey /dev/ram0 8 3 4 5 corrupt_bio_byte 32 w 1 0")
-	p, ok := f.Split(100, 50)
-	if !ok || p != "1:0 108 3 4 5 corrupt_bio_byte 32 w 1 0" {
-		t.Fatalf("Split = %q, %v", p, ok)
+	p, err := f.Split(100, 50)
+	if err != nil || p != "1:0 108 3 4 5 corrupt_bio_byte 32 w 1 0" {
+		t.Fatalf("Split = %q, %v", p, err)
 	}
 	e.clock.set(e.clock.Boottime() + 2*time.Second)
 	piece := e.build(t, "piece", "0 50 flakey "+p)

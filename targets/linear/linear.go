@@ -60,8 +60,8 @@ func (l *linear) Areas() []stack.Area {
 }
 
 // Split moves the offset: any cut of a linear segment is linear.
-func (l *linear) Split(off, n uint64) (string, bool) {
-	return l.dev.Ref() + " " + strconv.FormatUint(l.start+off, 10), true
+func (l *linear) Split(off, n uint64) (string, error) {
+	return l.dev.Ref() + " " + strconv.FormatUint(l.start+off, 10), nil
 }
 
 func (l *linear) Table() string  { return l.dev.Ref() + " " + strconv.FormatUint(l.start, 10) }

@@ -79,8 +79,8 @@ func TestMapRmap(t *testing.T) {
 func TestSplit(t *testing.T) {
 	d := load(t, "0 100 linear 259:1 1000")
 	sp := d.Active().Segments()[0].Target.(stack.Splitter)
-	if got, ok := sp.Split(40, 10); got != "259:1 1040" || !ok {
-		t.Errorf("Split(40, 10) = %q, %v", got, ok)
+	if got, err := sp.Split(40, 10); got != "259:1 1040" || err != nil {
+		t.Errorf("Split(40, 10) = %q, %v", got, err)
 	}
 }
 

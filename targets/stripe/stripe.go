@@ -97,17 +97,17 @@ func New(ti *stack.TargetInfo, args []string) (stack.Target, error) {
 // Split cuts the segment at whole stripe rows (#stripes*chunk sectors):
 // such a piece is a striped segment whose stripes start off/#stripes
 // further on. Any other cut would change the mapping, so it is refused.
-func (s *striped) Split(off, n uint64) (string, bool) {
+func (s *striped) Split(off, n uint64) (string, error) {
 	row := s.k * s.chunk
 	if off%row != 0 || n%row != 0 {
-		return "", false
+		return "", fmt.Errorf("a striped segment is cut only at whole stripe rows (%d stripes of %d sectors: every %d sectors from its start)", s.k, s.chunk, row)
 	}
 	var b strings.Builder
 	b.WriteString(strconv.FormatUint(s.k, 10) + " " + strconv.FormatUint(s.chunk, 10))
 	for i := range s.stripes {
 		b.WriteString(" " + s.stripes[i].dev.Ref() + " " + strconv.FormatUint(s.stripes[i].start+off/s.k, 10))
 	}
-	return b.String(), true
+	return b.String(), nil
 }
 
 // log2 returns log2(v) for a power of two, else -1.

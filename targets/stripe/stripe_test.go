@@ -3,6 +3,7 @@ package stripe_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -212,9 +213,12 @@ func TestSplit(t *testing.T) {
 		{16, 8, "", false},
 	}
 	for _, tc := range tests {
-		got, ok := sp.Split(tc.off, tc.n)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("Split(%d, %d) = %q, %v; want %q, %v", tc.off, tc.n, got, ok, tc.want, tc.ok)
+		got, err := sp.Split(tc.off, tc.n)
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("Split(%d, %d) = %q, %v; want %q, ok %v", tc.off, tc.n, got, err, tc.want, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "whole stripe rows (2 stripes of 8 sectors: every 16 sectors") {
+			t.Errorf("Split(%d, %d) refused with %q", tc.off, tc.n, err)
 		}
 	}
 }

@@ -32,7 +32,7 @@ func (z *zero) Map(off uint64) (stack.Mapping, error) {
 }
 
 // Split: a piece of a zero segment is a zero segment.
-func (z *zero) Split(off, n uint64) (string, bool) { return "", true }
+func (z *zero) Split(off, n uint64) (string, error) { return "", nil }
 
 func (z *zero) Rmap(*stack.Dev, extent.Set) extent.Set { return extent.Set{} }
 func (z *zero) Areas() []stack.Area                    { return nil }
