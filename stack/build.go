@@ -75,7 +75,7 @@ func (p *Pool) build(d *Device, lines []Line) (*Table, *builder, error) {
 		if l.Len > maxTableSize-l.Start { // Start is 0 or the previous end, so at most maxTableSize
 			return fail(l, l.Type, fmt.Sprintf("%s: %s: table longer than %d sectors (-EINVAL)", b.name, l.Type, maxTableSize), ErrInvalid)
 		}
-		ti := &TargetInfo{Begin: l.Start, Len: l.Len, Type: l.Type, Device: b.name, Clock: p.clock, Rand: p.rnd, b: b}
+		ti := &TargetInfo{Begin: l.Start, Len: l.Len, Type: l.Type, Device: b.name, Clock: p.clock, b: b}
 		tgt, err := tt.New(ti, SplitArgs(l.Params))
 		if err == nil && ti.maxIOLen > math.MaxUint32 {
 			// dm_set_target_max_io_len's refusal.

@@ -51,7 +51,7 @@ type Pool struct {
 	onChange atomic.Pointer[func(TargetChange)] // TargetInfo.StateChanged goes here
 
 	clock Clock      // given to targets (TargetInfo.Clock)
-	rnd   *rand.Rand // given to targets (TargetInfo.Rand)
+	rnd   *rand.Rand // seeds the targets' own sources (TargetInfo.Rand)
 }
 
 // NewPool returns an empty pool that opens leaves with open. open may be

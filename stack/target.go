@@ -406,16 +406,34 @@ type TargetInfo struct {
 	// Clock is the clock a target with time in its behaviour reads
 	// (CLOCK_BOOTTIME, as the kernel's jiffies); tests replace it. Never nil.
 	Clock Clock
-	// Rand is the random source of targets that corrupt at random; tests
-	// seed it. It is shared: guard it with the target's own lock.
-	Rand *rand.Rand
 
+	rnd      *rand.Rand // see Rand
 	maxIOLen uint64
 	b        *builder
 	// Set once the table is built, for StateChanged.
 	dev   *Device
 	table *Table
 	seg   int
+}
+
+// Rand returns the random source of this target (for targets that corrupt
+// at random), its own: no other target draws from it, so the target needs
+// no lock but its own around it. It is seeded, when first asked for in the
+// constructor, from the pool's source (Pool.SetTargetEnv: tests seed it, so
+// that the targets of a table get the same sources from run to run, in
+// the order their constructors ask). Asked for outside the constructor, or
+// by a table built with no pool source, it is seeded at random.
+func (ti *TargetInfo) Rand() *rand.Rand {
+	if ti.rnd == nil {
+		var a, b uint64
+		if ti.b != nil && ti.b.p.rnd != nil { // the constructor runs with the pool locked
+			a, b = ti.b.p.rnd.Uint64(), ti.b.p.rnd.Uint64()
+		} else {
+			a, b = rand.Uint64(), rand.Uint64()
+		}
+		ti.rnd = rand.New(rand.NewPCG(a, b))
+	}
+	return ti.rnd
 }
 
 // SetMaxIOLen asks the I/O path to split requests to this segment so that

@@ -61,7 +61,7 @@ type flakey struct {
 	mu     sync.Mutex
 	began  time.Duration           // CLOCK_BOOTTIME when the clock started
 	bootID string                  // the boot it started in
-	rnd    *rand.Rand              // this target's own source, seeded from TargetInfo.Rand
+	rnd    *rand.Rand              // this target's own source (TargetInfo.Rand)
 	reads  map[*stack.Bio]struct{} // reads mapped while down, for EndIO
 }
 
@@ -100,21 +100,13 @@ func New(ti *stack.TargetInfo, args []string) (stack.Target, error) {
 		return nil, stack.Errorf("Device lookup failed", err)
 	}
 	c.dev = dev
-	src := ti.Rand
-	if src == nil {
-		src = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	}
 	return &flakey{
 		config: c,
 		clock:  ti.Clock,
 		began:  began,
 		bootID: ti.Clock.BootID(),
-		// TargetInfo.Rand is shared by every target of the pool, and a
-		// lock of this target's would not keep the others off it; the
-		// constructor runs under the pool's lock, so seed a source of
-		// this target's own from it here.
-		rnd:   rand.New(rand.NewPCG(src.Uint64(), src.Uint64())),
-		reads: map[*stack.Bio]struct{}{},
+		rnd:    ti.Rand(),
+		reads:  map[*stack.Bio]struct{}{},
 	}, nil
 }
 
