@@ -57,17 +57,23 @@ func (p *Pool) bioFrom(req *request, from, limit uint64, tok gateToken, pass *pa
 		b.seen = append(b.seen, pass.slots[i].dev)
 	}
 	pos := r.off + from
-	n, err := b.submit(&r.top.dev, pos, limit-from, r.part(from, limit-from), from)
+	n, err := b.submit(&r.top.dev, r.op, pos, limit-from, r.part(from, limit-from), from)
 	req.synced = r.synced
 	return n, b.tok, err
 }
 
-// submit does bytes [pos, pos+n) of dev, whose data (nil for requests
-// without data) is that of request bytes [at, at+n), and returns how many
-// bytes from pos it did.
-func (b *bioReq) submit(dev *Dev, pos, n uint64, data []byte, at uint64) (uint64, error) {
+// submit does op on bytes [pos, pos+n) of dev, whose data (nil for
+// requests without data) is that of request bytes [at, at+n), and returns
+// how many bytes from pos it did. op is the request's, or what a target
+// above made of it (see clone).
+//
+// The clones: a request is cut at segment ends and, but for a discard to
+// a segment with run-time behaviour (which dm sends whole), at the
+// segment's MaxIOLen grid. A write-zeroes to a segment with run-time
+// behaviour becomes writes of zeros (see zeroesAsWrites).
+func (b *bioReq) submit(dev *Dev, op Op, pos, n uint64, data []byte, at uint64) (uint64, error) {
 	if dev.md == nil {
-		return b.leaf(dev, pos, n, data, at)
+		return b.leaf(dev, op, pos, n, data, at)
 	}
 	md := dev.md
 	if err := b.arrive(md); err != nil {
@@ -86,11 +92,18 @@ func (b *bioReq) submit(dev *Dev, pos, n uint64, data []byte, at uint64) (uint64
 			return done, stepError(b.r.op, md.Name(), sector, err)
 		}
 		end := min(pos+n, seg.End()*SectorSize)
-		if seg.maxIO > 0 {
+		behaves := seg.io&ioBio != 0 // run-time behaviour
+		if seg.maxIO > 0 && !(behaves && op == OpDiscard) {
 			w := seg.Begin + ((sector-seg.Begin)/seg.maxIO+1)*seg.maxIO
 			end = min(end, w*SectorSize)
 		}
-		k, err := b.clone(md, seg, x, end-x, sub(data, done, done+end-x), at+done)
+		var k uint64
+		if behaves && op == OpWriteZeroes {
+			end = min(end, x+zeroPageBio-(at+done)%zeroPageBio)
+			k, err = b.clone(md, seg, OpWrite, x, end-x, zeroPages[:end-x:end-x], at+done)
+		} else {
+			k, err = b.clone(md, seg, op, x, end-x, sub(data, done, done+end-x), at+done)
+		}
 		done += k
 		if err != nil {
 			return done, err
@@ -99,11 +112,26 @@ func (b *bioReq) submit(dev *Dev, pos, n uint64, data []byte, at uint64) (uint64
 	return done, nil
 }
 
-// clone does one clone: bytes [x, x+n) of md, inside seg.
-func (b *bioReq) clone(md *Device, seg *Segment, x, n uint64, data []byte, at uint64) (uint64, error) {
-	op := b.r.op
+// zeroPageBio is how much of a write-zeroes each write of zeros carries
+// that replaces it at a segment with run-time behaviour: the kernel's
+// targets with run-time behaviour (dust, flakey, delay) take no
+// write-zeroes, so a device stacked on them has none either, and the
+// block layer (__blkdev_issue_zero_pages) writes zeros instead, in bios
+// of 256 pages of the zero page (BIO_MAX_VECS pages of 4 KiB), the first
+// at the start of the request. The writes here are cut at the same
+// bytes of the request, so that a target counting per request (flakey's
+// corrupt_bio_byte) sees what the kernel's does.
+const zeroPageBio = 256 << 12
+
+// zeroPages is the zeros those writes carry, and what write-zeroes writes
+// from on a leaf without LeafZeroer. Nothing writes into it: a target
+// that changes a write's bytes changes a copy (see Bio).
+var zeroPages [zeroPageBio]byte
+
+// clone does one clone: op on bytes [x, x+n) of md, inside seg.
+func (b *bioReq) clone(md *Device, seg *Segment, op Op, x, n uint64, data []byte, at uint64) (uint64, error) {
 	if seg.io&ioBio == 0 {
-		k, err := b.remap(md, seg, x, n, data, at)
+		k, err := b.remap(md, seg, op, x, n, data, at)
 		if _, stop := err.(errSuspended); err != nil && !stop && seg.io&ioErrEnd != 0 {
 			bio := &Bio{Op: op, Pos: x - seg.Begin*SectorSize, Len: n, Data: data, FUA: b.r.fua}
 			if e2 := seg.Target.(EndIOer).EndIO(bio, err); e2 != nil {
@@ -115,11 +143,28 @@ func (b *bioReq) clone(md *Device, seg *Segment, x, n uint64, data []byte, at ui
 	bio := &Bio{Op: op, Pos: x - seg.Begin*SectorSize, Len: n, Data: data, FUA: b.r.fua}
 	b.inBio++
 	defer func() { b.inBio-- }()
-	k, err := b.deliver(md, seg, bio, func(bio *Bio) (uint64, error) { return b.remap(md, seg, x, n, bio.Data, at) })
+	k, err := b.deliver(md, seg, bio, func(bio *Bio) (uint64, error) { return b.remap(md, seg, bio.Op, x, n, bio.Data, at) })
 	if op == OpRead && len(bio.Data) > 0 && len(data) > 0 && &bio.Data[0] != &data[0] {
 		copy(data, bio.Data) // a read the target answered from a buffer of its own
 	}
 	return k, err
+}
+
+// rewrite checks what MapIO left of a Bio it remapped: the same bytes, and
+// the same op or a write of what was a write-zeroes; Data as the op needs
+// it (a read's and a write's Len bytes, nothing for the others).
+func rewrite(b *Bio, op Op, pos, n uint64) error {
+	switch {
+	case b.Pos != pos || b.Len != n:
+		return fmt.Errorf("moved the request from %d+%d to %d+%d", pos, n, b.Pos, b.Len)
+	case b.Op != op && !(op == OpWriteZeroes && b.Op == OpWrite):
+		return fmt.Errorf("made a %v of a %v", b.Op, op)
+	case (b.Op == OpRead || b.Op == OpWrite) && uint64(len(b.Data)) != n:
+		return fmt.Errorf("left %d bytes of data for a %v of %d", len(b.Data), b.Op, n)
+	case b.Op != OpRead && b.Op != OpWrite && b.Data != nil:
+		return fmt.Errorf("left data on a %v", b.Op)
+	}
+	return nil
 }
 
 // deliver gives bio to seg's target (Hold, MapIO), sends it on with send
@@ -139,10 +184,15 @@ func (b *bioReq) deliver(md *Device, seg *Segment, bio *Bio, send func(*Bio) (ui
 	}
 	act := Remap
 	if err == nil && seg.io&ioMapIO != 0 {
+		op, pos, n := bio.Op, bio.Pos, bio.Len
 		var merr error
 		act, merr = seg.Target.(IOMapper).MapIO(bio)
 		switch act {
-		case Remap, Done:
+		case Remap:
+			if werr := rewrite(bio, op, pos, n); werr != nil {
+				err = stepError(op, md.Name(), seg.Begin+pos/SectorSize, fmt.Errorf("%w: %s target's MapIO %w", ErrInvalid, seg.Type, werr))
+			}
+		case Done:
 		case Kill:
 			if merr == nil {
 				merr = syscall.EIO
@@ -184,25 +234,26 @@ func (b *bioReq) levelError(md *Device, seg *Segment, bio *Bio, err error) error
 	return stepError(bio.Op, md.Name(), seg.Begin+bio.Sector(), err)
 }
 
-// remap sends bytes [x, x+n) of md, inside seg, to where seg's target
-// places them, one contiguous run at a time.
-func (b *bioReq) remap(md *Device, seg *Segment, x, n uint64, data []byte, at uint64) (uint64, error) {
+// remap sends op on bytes [x, x+n) of md, inside seg, to where seg's
+// target places them (MapOp for an OpMapper, else Map), one contiguous run
+// at a time.
+func (b *bioReq) remap(md *Device, seg *Segment, op Op, x, n uint64, data []byte, at uint64) (uint64, error) {
 	done := uint64(0)
 	for done < n {
 		y := x + done
 		sector, intra := y/SectorSize, y%SectorSize
-		_, m, err := stepAt(nil, seg, sector)
+		m, err := mapOpAt(seg, op, sector)
 		if err != nil {
 			return done, stepError(b.r.op, md.Name(), sector, err)
 		}
 		k := min(n-done, m.Run*SectorSize-intra)
 		part := sub(data, done, done+k)
 		if m.Dev == nil {
-			if b.r.op == OpRead {
+			if op == OpRead {
 				clear(part)
 			}
 		} else {
-			k, err = b.submit(m.Dev, m.Sector*SectorSize+intra, k, part, at+done)
+			k, err = b.submit(m.Dev, op, m.Sector*SectorSize+intra, k, part, at+done)
 		}
 		done += k
 		if err != nil {
@@ -212,8 +263,8 @@ func (b *bioReq) remap(md *Device, seg *Segment, x, n uint64, data []byte, at ui
 	return done, nil
 }
 
-// leaf does bytes [pos, pos+n) of a leaf.
-func (b *bioReq) leaf(dev *Dev, pos, n uint64, data []byte, at uint64) (uint64, error) {
+// leaf does op on bytes [pos, pos+n) of a leaf.
+func (b *bioReq) leaf(dev *Dev, op Op, pos, n uint64, data []byte, at uint64) (uint64, error) {
 	r := b.r
 	avail, err := leafStep(dev.leaf, pos/SectorSize)
 	if err != nil {
@@ -223,7 +274,7 @@ func (b *bioReq) leaf(dev *Dev, pos, n uint64, data []byte, at uint64) (uint64, 
 	if avail = avail*SectorSize - pos%SectorSize; n > avail {
 		n, short = avail, true
 	}
-	k, err := b.p.leafIO(r, dev, pos, n, sub(data, 0, n))
+	k, err := b.p.leafIO(r, op, dev, pos, n, sub(data, 0, n))
 	if err != nil {
 		return k, &IOError{Op: r.op.String(), Device: r.top.Name(), Sector: (r.off + at + k) / SectorSize, Err: err}
 	}

@@ -45,6 +45,14 @@ type fakeCtl struct {
 	// failing is what Failing returns (segment sectors).
 	failing extent.Set
 	noIOMap bool // the targets do not implement IOMapper (see fakeDelayOnly)
+	// rewrite, if set, is called by MapIO on the Bio before it returns
+	// act (to change Data or Op, as flakey does).
+	rewrite func(b *stack.Bio)
+	// writes holds a copy of each write's Data as MapIO saw it.
+	writes [][]byte
+	// lostPrivate counts EndIO calls whose Bio had lost the Private MapIO
+	// put there.
+	lostPrivate int
 }
 
 type bioRec struct {
@@ -171,10 +179,20 @@ func (f *fake) MapIO(b *stack.Bio) (stack.Action, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.bios = append(c.bios, bioRec{b.Op, b.Pos, b.Len})
+	if b.Op == stack.OpWrite {
+		c.writes = append(c.writes, append([]byte(nil), b.Data...))
+	}
+	if b.Private != nil {
+		panic("the engine gave MapIO a Bio with a Private")
+	}
+	b.Private = b // the Bio's own address: EndIO must get the same Bio
 	if c.act == stack.Done && b.Op == stack.OpRead {
 		for i := range b.Data {
 			b.Data[i] = 0xdd
 		}
+	}
+	if c.rewrite != nil {
+		c.rewrite(b)
 	}
 	return c.act, c.killErr
 }
@@ -184,6 +202,9 @@ func (f *fake) EndIO(b *stack.Bio, err error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ends = append(c.ends, endRec{bioRec{b.Op, b.Pos, b.Len}, err})
+	if p, _ := b.Private.(*stack.Bio); p != b {
+		c.lostPrivate++
+	}
 	return err
 }
 
@@ -266,3 +287,9 @@ func (d *fakeDelayOnly) PreSuspend()                                { d.f.PreSus
 func (d *fakeDelayOnly) PostSuspend()                               { d.f.PostSuspend() }
 func (d *fakeDelayOnly) Resume()                                    { d.f.Resume() }
 func (d *fakeDelayOnly) Dtr()                                       { d.f.Dtr() }
+
+func (c *fakeCtl) Writes() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]byte(nil), c.writes...)
+}

@@ -246,7 +246,7 @@ func (p *Pool) pieces(r *request, from, limit uint64, pass *passed) (uint64, err
 			return done - from, p.failed(r, from, limit, pos, err)
 		}
 		n := min(limit-done, res.run*SectorSize-intra)
-		m, err := p.leafIO(r, res.leaf, res.sector*SectorSize+intra, n, r.part(done, n))
+		m, err := p.leafIO(r, r.op, res.leaf, res.sector*SectorSize+intra, n, r.part(done, n))
 		done += m
 		if err != nil {
 			at := r.off + done
@@ -317,17 +317,18 @@ func (p *Pool) resolve(r *request, sector uint64, pass *passed) (resolved, error
 	return resolved{leaf: d, sector: sector, run: min(run, n)}, nil
 }
 
-// leafIO does n bytes of r at byte at of leaf (nil: a target without
-// backing store, which reads zeros and drops the rest).
-func (p *Pool) leafIO(r *request, leaf *Dev, at, n uint64, data []byte) (uint64, error) {
+// leafIO does op (r's, or what a target above made of it) on n bytes of r
+// at byte at of leaf (nil: a target without backing store, which reads
+// zeros and drops the rest).
+func (p *Pool) leafIO(r *request, op Op, leaf *Dev, at, n uint64, data []byte) (uint64, error) {
 	if leaf == nil {
-		if r.op == OpRead {
+		if op == OpRead {
 			clear(data)
 		}
 		return n, nil
 	}
 	l := leaf.leaf
-	switch r.op {
+	switch op {
 	case OpRead:
 		m, err := l.ReadAt(data, int64(at))
 		return uint64(m), err
@@ -350,11 +351,8 @@ func (p *Pool) leafIO(r *request, leaf *Dev, at, n uint64, data []byte) (uint64,
 		}
 		return n, nil
 	}
-	return 0, fmt.Errorf("%w: %v at a leaf", ErrInvalid, r.op)
+	return 0, fmt.Errorf("%w: %v at a leaf", ErrInvalid, op)
 }
-
-// zeroBuf is what write-zeroes writes from on leaves without LeafZeroer.
-var zeroBuf [64 << 10]byte
 
 func writeZeroes(l Leaf, at, n uint64) (uint64, error) {
 	if z, ok := l.(LeafZeroer); ok {
@@ -363,8 +361,8 @@ func writeZeroes(l Leaf, at, n uint64) (uint64, error) {
 	}
 	done := uint64(0)
 	for done < n {
-		k := min(n-done, uint64(len(zeroBuf)))
-		m, err := l.WriteAt(zeroBuf[:k], int64(at+done))
+		k := min(n-done, uint64(len(zeroPages)))
+		m, err := l.WriteAt(zeroPages[:k], int64(at+done))
 		done += uint64(m)
 		if err != nil {
 			return done, err

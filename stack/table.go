@@ -28,9 +28,11 @@ const (
 	ioDelay                     // Delayer
 	ioEndIO                     // EndIOer that sees every request
 	ioErrEnd                    // ErrorEndIOer: sees failures only
+	ioMapOp                     // OpMapper: placement by the kind of request
 	// ioBio marks segments whose requests go one Bio at a time (the fast
-	// path leaves them to the request path).
-	ioBio = ioMapIO | ioDelay | ioEndIO
+	// path leaves them to the request path): the targets with run-time
+	// behaviour.
+	ioBio = ioMapIO | ioDelay | ioEndIO | ioMapOp
 )
 
 func classify(tg Target) ioKind {
@@ -40,6 +42,9 @@ func classify(tg Target) ioKind {
 	}
 	if _, ok := tg.(Delayer); ok {
 		k |= ioDelay
+	}
+	if _, ok := tg.(OpMapper); ok {
+		k |= ioMapOp
 	}
 	if _, ok := tg.(EndIOer); ok {
 		if _, errorsOnly := tg.(ErrorEndIOer); errorsOnly && k == 0 {
@@ -51,10 +56,19 @@ func classify(tg Target) ioKind {
 	return k
 }
 
-// flushDevs returns the children a flush of the segment goes to: every
-// device its target uses (Areas), once each, except for a target that
-// fails every sector (error), which, as in the kernel, takes no flush.
+// flushDevs returns the children a flush of the segment goes to, as the
+// kernel's targets remap their empty flush bios: an OpMapper's flush goes
+// where MapOp(OpFlush, 0) places it (delay: its flush device; nowhere for
+// an error or no device); any other target's to every device it uses
+// (Areas: a stripe takes one flush per stripe), once each, except for a
+// target that fails every sector (error), which takes no flush.
 func flushDevs(seg *Segment) []*Dev {
+	if om, ok := seg.Target.(OpMapper); ok {
+		if m, err := om.MapOp(OpFlush, 0); err == nil && m.Dev != nil {
+			return []*Dev{m.Dev}
+		}
+		return nil
+	}
 	if m, err := seg.Target.Map(0); err != nil && m.Run >= seg.Len {
 		return nil
 	}

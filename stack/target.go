@@ -35,10 +35,13 @@ import (
 //     postsuspend. PreSuspend runs before the engine waits for the I/O in
 //     flight; a target that holds I/O back (Delayer) lets it go from then on.
 //   - I/O: Map says where a sector lives (placement, pure, used by the I/O
-//     path and by every walk that is not I/O: map, inject, rmap checks).
-//     Targets with run-time behaviour implement IOMapper, and it is called
-//     for every request that reaches the segment, knowing its direction;
-//     EndIOer sees each request's outcome.
+//     path and by every walk that is not I/O: map, inject, rmap checks). A
+//     target that places some kinds of request elsewhere (delay's write
+//     and flush devices) implements OpMapper, which the I/O path then asks
+//     instead, Map staying the placement of reads. Targets with run-time
+//     behaviour implement IOMapper, and it is called for every request
+//     that reaches the segment, knowing its direction; EndIOer sees each
+//     request's outcome (see Bio for how requests reach a target).
 //   - Message (Messager), State (Stateful), Failing (Failer): a message may
 //     change the state; the engine saves State afterwards and compares
 //     Failing before and after, turning the difference into events. State
@@ -137,21 +140,58 @@ func (op Op) String() string {
 // hint and changes nothing here; a flush carries no data.
 func (op Op) IsWrite() bool { return op == OpWrite || op == OpWriteZeroes }
 
-// Bio is one I/O request as it reaches a target: the part of a client's
-// request that falls in the segment, split further where the target asked
-// for it (TargetInfo.SetMaxIOLen), before anything below splits it again.
-// Positions are bytes relative to the start of the segment: daxstack's I/O
-// is byte-granular, so a request need not start or end on a sector.
+// Bio is one I/O request as it reaches a target with run-time behaviour
+// (IOMapper, Delayer, OpMapper, or an EndIOer that sees every request):
+// the part of a client's request that falls in the segment, as the
+// kernel's dm clones a bio for each target, before anything below splits
+// it again. Positions are bytes relative to the start of the segment:
+// daxstack's I/O is byte-granular, so a request need not start or end on
+// a sector.
+//
+// How a client's request becomes Bios at such a segment, as the kernel's:
+//
+//   - reads and writes are cut at the segment's ends and at every
+//     multiple of the segment's MaxIOLen (TargetInfo.SetMaxIOLen, counted
+//     from the segment start: dust's blocks);
+//   - a discard is cut at the segment's ends only (dm sends a discard
+//     whole: no MaxIOLen split);
+//   - a write-zeroes never reaches the target: these targets take none in
+//     the kernel, so neither does any device stacked on them, and the block
+//     layer writes zeros instead. The segment gets writes (OpWrite) of
+//     zeros, cut as writes are and also at every 1 MiB of the client's
+//     request from its start (the kernel's zero-page bios: 256 pages), so
+//     that a target that counts per request (flakey's corrupt_bio_byte)
+//     counts what the kernel's does;
+//   - a flush is one Bio per segment (OpFlush, Pos and Len 0), as dm sends
+//     one empty flush bio to each target (see IOMapper for where it goes).
+//
+// Requests are not cut at a largest size otherwise: the kernel's dm does
+// not split reads and writes at its max_sectors_kb (it splits only at
+// target boundaries and max_io_len); a bio's size is set by whoever built
+// it, and daxstack's clients are that: the loop device over an exported
+// file cuts at its own max_sectors_kb (1280 KiB by default, as the oracle
+// guest's dm devices had), an NBD client at its own limit, the engine's
+// handles at control.MaxIO. A request reaches the target as the client
+// sent it.
+//
+// Pure segments between the client and the target (linear, striped)
+// change nothing of this; a stripe above cuts at its chunks.
 type Bio struct {
 	Op  Op
 	Pos uint64 // first byte, from the segment start
 	Len uint64 // bytes
 	// Data holds the bytes of a read (filled when EndIO is called) or of a
 	// write; nil for the other ops. A target must not change a write's
-	// bytes in place (they are the client's): to change them it sets Data
-	// to a copy. It may change a read's bytes in EndIO.
+	// bytes in place (they are the client's, or the zeros every
+	// write-zeroes shares): to change them it sets Data to a copy. It may
+	// change a read's bytes in EndIO.
 	Data []byte
 	FUA  bool // a write that must be durable when it completes
+	// Private is the target's own, from the request's MapIO (or Hold) to
+	// its EndIO, as the kernel's per-bio data: the engine sets it to nil
+	// when it makes the Bio and never reads it (flakey marks there the
+	// reads it mapped while down).
+	Private any
 }
 
 // Sector returns the first sector the request touches, relative to the
@@ -181,18 +221,42 @@ const (
 // sector: the direction, the time, or state that I/O and messages change
 // (dust, flakey). MapIO is called once for every request that reaches the
 // segment (see Bio), before it goes below (and after the wait of a Delayer
-// that is also an IOMapper). Remap sends each part of the request where Map
-// places it; a flush (OpFlush, Pos and Len 0) that is remapped goes to every
-// child of the segment (Areas), once each.
+// that is also an IOMapper).
+//
+// Remap sends the request on as MapIO left it: b.Op and b.Data are used
+// from then on, so a target may send a copy of a write's bytes (flakey's
+// corruption) or, were it ever given one, turn a write-zeroes into a
+// write of Len bytes. Nothing else may change (Pos, Len, another op): the
+// request then fails with ErrInvalid. Each part of it goes where the
+// target places it (MapOp for an OpMapper, else Map); a flush (OpFlush,
+// Pos and Len 0) that is remapped goes where an OpMapper's MapOp(OpFlush,
+// 0) places it (delay: its flush device), or else to every device of the
+// segment (Areas), once each, as a stripe sends one flush per stripe. An
+// error target takes no flush.
 type IOMapper interface {
 	MapIO(b *Bio) (Action, error)
+}
+
+// OpMapper is implemented by targets that place requests by their kind
+// (delay: reads on the read device; writes, write-zeroes and discards on
+// the write device; flushes on the flush device). The I/O path calls
+// MapOp for every part of every request that reaches the segment, with
+// the request's op as MapIO left it (OpWrite, not OpWriteZeroes: see
+// Bio); Map stays the placement of reads and what every walk that is not
+// I/O follows (map, rmap, bad ranges), so MapOp(OpRead, off) must equal
+// Map(off). Like Map it has no side effects and may be called from many
+// goroutines at once. Areas must include every range MapOp uses.
+type OpMapper interface {
+	MapOp(op Op, off uint64) (Mapping, error)
 }
 
 // EndIOer is implemented by targets that watch the outcome of the requests
 // they sent below, as the kernel's end_io does: striped counts errors per
 // stripe, flakey corrupts the bytes of a read. EndIO is called once per
 // request, after every part of it below has finished, with the first
-// error (nil on success); it returns the error the request completes with.
+// error (nil on success), and with the same *Bio that Hold and MapIO were
+// given, whatever happened in between (a wait the client gave up, a
+// device below removed); it returns the error the request completes with.
 // A request that MapIO completed itself (Done) or killed (Kill) is given to
 // EndIO too, with nil or the kill's error, as the kernel's end_io sees
 // every bio the target took.

@@ -42,6 +42,20 @@ func mapAt(seg *Segment, sector uint64) (Mapping, error) {
 	return m, err
 }
 
+// mapOpAt is mapAt for a request of kind op: MapOp for an OpMapper, else
+// Map.
+func mapOpAt(seg *Segment, op Op, sector uint64) (Mapping, error) {
+	if seg.io&ioMapOp == 0 {
+		return mapAt(seg, sector)
+	}
+	off := sector - seg.Begin
+	m, err := seg.Target.(OpMapper).MapOp(op, off)
+	if m.Run == 0 || m.Run > seg.Len-off {
+		m.Run = seg.Len - off
+	}
+	return m, err
+}
+
 // holds reports whether sector lies in s (false for nil).
 func (s *Segment) holds(sector uint64) bool {
 	return s != nil && sector >= s.Begin && sector-s.Begin < s.Len

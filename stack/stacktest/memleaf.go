@@ -20,10 +20,11 @@ type MemLeaf struct {
 	data          []byte
 	size          uint64 // sectors; may exceed len(data)/512 for sparse leaves
 
-	mu     sync.RWMutex
-	poison extent.Set
-	lost   bool
-	syncs  atomic.Int64
+	mu       sync.RWMutex
+	poison   extent.Set
+	lost     bool
+	syncs    atomic.Int64
+	discards atomic.Int64
 }
 
 // Sync counts a flush reaching the leaf (stack.LeafSyncer).
@@ -34,6 +35,17 @@ func (l *MemLeaf) Sync() error {
 
 // Syncs returns how many times Sync was called.
 func (l *MemLeaf) Syncs() int { return int(l.syncs.Load()) }
+
+// DiscardAt counts a discard reaching the leaf (stack.LeafDiscarder) and
+// changes nothing: a discard is a hint, and the leaf keeps its data and
+// its poison, as a device that does not really discard.
+func (l *MemLeaf) DiscardAt(off, n int64) error {
+	l.discards.Add(1)
+	return nil
+}
+
+// Discards returns how many times DiscardAt was called.
+func (l *MemLeaf) Discards() int { return int(l.discards.Load()) }
 
 // NewMemLeaf returns a leaf of sectors sectors. If sparse is true no
 // memory is allocated and the leaf can only be used for mapping, not I/O.

@@ -16,6 +16,7 @@ type Options struct {
 	MaxSegments int    // most segments per table (default 6)
 	ErrorTarget bool   // allow error segments
 	ZeroTarget  bool   // allow zero segments
+	DustTarget  bool   // allow dust segments (block sizes of 1 to 8 sectors)
 	Sparse      bool   // leaves without memory (mapping only)
 }
 
@@ -28,8 +29,8 @@ type Stack struct {
 	Tables  []string // the table text each device was loaded with
 }
 
-// Random builds a random stack of linear, striped (and optionally error
-// and zero) segments. Leaves are shared freely; depth comes from devices
+// Random builds a random stack of linear, striped (and optionally error,
+// zero and dust) segments. Leaves are shared freely; depth comes from devices
 // using earlier devices. The caller must have imported the targets.
 func Random(rng *rand.Rand, o Options) (*Stack, error) {
 	if o.Leaves == 0 {
@@ -108,6 +109,17 @@ func Random(rng *rand.Rand, o Options) (*Stack, error) {
 			case kind == 9 && o.ZeroTarget:
 				n := 1 + rng.Uint64N(16)
 				lines = append(lines, fmt.Sprintf("%d %d zero", at, n))
+				at += n
+			}
+			if o.DustTarget && rng.IntN(3) == 0 {
+				c := children[rng.IntN(len(children))]
+				spb := uint64(1) << rng.IntN(4)
+				if c.size < spb {
+					continue
+				}
+				n := spb + rng.Uint64N(min(64, c.size)-spb+1)
+				off := rng.Uint64N(c.size - n + 1)
+				lines = append(lines, fmt.Sprintf("%d %d dust %s %d %d", at, n, c.ref, off, spb*stack.SectorSize))
 				at += n
 			}
 		}

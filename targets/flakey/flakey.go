@@ -59,10 +59,9 @@ type flakey struct {
 	clock stack.Clock
 
 	mu     sync.Mutex
-	began  time.Duration           // CLOCK_BOOTTIME when the clock started
-	bootID string                  // the boot it started in
-	rnd    *rand.Rand              // this target's own source (TargetInfo.Rand)
-	reads  map[*stack.Bio]struct{} // reads mapped while down, for EndIO
+	began  time.Duration // CLOCK_BOOTTIME when the clock started
+	bootID string        // the boot it started in
+	rnd    *rand.Rand    // this target's own source (TargetInfo.Rand)
 }
 
 // New is the constructor, with mainline's checks in its order: the
@@ -106,7 +105,6 @@ func New(ti *stack.TargetInfo, args []string) (stack.Target, error) {
 		began:  began,
 		bootID: ti.Clock.BootID(),
 		rnd:    ti.Rand(),
-		reads:  map[*stack.Bio]struct{}{},
 	}, nil
 }
 

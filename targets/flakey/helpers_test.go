@@ -1,9 +1,9 @@
 package flakey
 
 import (
+	"context"
 	"math/rand/v2"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -72,44 +72,28 @@ func (e *env) build(t testing.TB, name, table string) *flakey {
 	return nil
 }
 
-// doIO does with one request what the engine does with each request
-// reaching a segment: MapIO; then, for Remap, the read or write at the
-// place Map gives (a write of what the request's Data holds after
-// MapIO); then EndIO. It returns the request's outcome.
-func doIO(tgt stack.Target, b *stack.Bio) error {
-	act, err := tgt.(stack.IOMapper).MapIO(b)
-	switch act {
-	case stack.Kill:
-		if err == nil {
-			err = syscall.EIO
-		}
-		return err
-	case stack.Done:
-		return nil
+// doIO sends one request, shaped as the Bio b (Pos and Len from the start
+// of the device, Data: a read's buffer or a write's bytes), through the
+// pool's I/O path to d, and returns its outcome.
+func doIO(d *stack.Device, b *stack.Bio) error {
+	if b.Op == stack.OpFlush {
+		return d.Flush(context.Background())
 	}
-	if err != nil {
-		return err
-	}
-	if b.Op == stack.OpRead || b.Op == stack.OpWrite {
-		m, err := tgt.Map(b.Pos / stack.SectorSize)
-		if err != nil {
-			return err
+	_, err := d.Do(context.Background(), stack.Request{Op: b.Op, Off: int64(b.Pos), Len: int64(b.Len), Data: b.Data, FUA: b.FUA})
+	return err
+}
+
+// devOf returns the device whose active table holds f.
+func (e *env) devOf(t testing.TB, f *flakey) *stack.Device {
+	t.Helper()
+	for _, d := range e.pool.Devices() {
+		for _, s := range d.Active().Segments() {
+			if s.Target == stack.Target(f) {
+				return d
+			}
 		}
-		leaf := m.Dev.Leaf()
-		off := int64(m.Sector*stack.SectorSize + b.Pos%stack.SectorSize)
-		if b.Op == stack.OpRead {
-			_, err = leaf.ReadAt(b.Data, off)
-		} else {
-			_, err = leaf.WriteAt(b.Data, off)
-		}
-		if e, ok := tgt.(stack.EndIOer); ok {
-			return e.EndIO(b, err)
-		}
-		return err
 	}
-	if e, ok := tgt.(stack.EndIOer); ok {
-		return e.EndIO(b, nil)
-	}
+	t.Fatal("no device holds the target")
 	return nil
 }
 

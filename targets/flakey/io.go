@@ -26,9 +26,10 @@ const (
 // flagsOf returns the kernel's bi_opf for a request as dm-flakey would
 // see it, for corrupt_bio_byte's flags mask (corrupted only when every
 // bit of the mask is set): the op (read 0, write 1, discard 3; a
-// write-zeroes reaches dm-flakey as the zero-page write the kernel sends
-// instead, 1; a flush is an empty write with REQ_PREFLUSH), and REQ_FUA
-// for a FUA write. daxstack's requests carry no other flag (REQ_SYNC,
+// write-zeroes reaches dm-flakey as the zero-page writes the kernel sends
+// instead, and so reaches this target as writes, 1: see stack.Bio; a
+// flush is an empty write with REQ_PREFLUSH), and REQ_FUA for a FUA
+// write. daxstack's requests carry no other flag (REQ_SYNC,
 // REQ_META, ...), so a mask with any other bit never matches. Only reads
 // and writes are ever corrupted (they have data), so the useful masks
 // are 0 (every request), 1 (writes: the op bit), and REQ_FUA, 131072
@@ -53,42 +54,38 @@ func flagsOf(b *stack.Bio) uint32 {
 
 func (c *config) flagsMatch(b *stack.Bio) bool { return flagsOf(b)&c.corruptFlags == c.corruptFlags }
 
-// maxZeroesCopy bounds the write-zeroes request MapIO turns into a write
-// of zeros to corrupt it: the kernel never sends dm-flakey a write-zeroes
-// (it does not take them), the block layer writes zeroed pages instead, in
-// requests of at most 1280 KiB; the engine's requests move at most 4 MiB.
-const maxZeroesCopy = 4 << 20
+// downRead marks, in a Bio's Private, a read MapIO sent on in the down
+// interval for EndIO to corrupt.
+type downRead struct{}
 
 // MapIO is mainline's flakey_map. In the up interval every request goes
 // on. In the down interval:
 //
 //   - a read fails with error_reads (or no feature); otherwise it goes on,
 //     and EndIO corrupts it as the features say;
-//   - every other request is a write to dm-flakey (writes, write-zeroes,
-//     discards, flushes): drop_writes completes it without sending it
-//     (Done: the client sees success), error_writes fails it; otherwise a
-//     write with data (write, write-zeroes) is corrupted on a copy when
-//     corrupt_bio_byte w matches its flags (the Nth byte set to the
-//     value) or random_write_corrupt draws it (a random byte set to a
-//     random value), and goes on; discards and flushes go on untouched.
+//   - every other request is a write to dm-flakey (writes, discards,
+//     flushes): drop_writes completes it without sending it (Done: the
+//     client sees success), error_writes fails it; otherwise a write is
+//     corrupted on a copy when corrupt_bio_byte w matches its flags (the
+//     Nth byte set to the value) or random_write_corrupt draws it (a
+//     random byte set to a random value), and goes on; discards and
+//     flushes go on untouched.
 //
-// A corrupted write-zeroes is sent as a write of zeros with the byte
-// corrupted (b.Op becomes OpWrite, b.Data the zeros), which is what the
-// kernel's zero-page fallback writes; one over maxZeroesCopy bytes is sent
-// uncorrupted.
+// A write-zeroes never reaches the target through the engine, which sends
+// writes of zeros instead, 1 MiB at most each, as the kernel's block layer
+// does for dm-flakey (see stack.Bio): those are corrupted like any write.
+// One given to MapIO directly is a write with no data to corrupt.
 func (f *flakey) MapIO(b *stack.Bio) (stack.Action, error) {
 	if !f.isDown() {
 		return stack.Remap, nil
 	}
-	hasData := b.Len > 0 && (b.Op == stack.OpRead || b.Op == stack.OpWrite || b.Op == stack.OpWriteZeroes)
+	hasData := b.Len > 0 && (b.Op == stack.OpRead || b.Op == stack.OpWrite)
 	if b.Op == stack.OpRead {
 		if f.errorReads {
 			return stack.Kill, ErrDown
 		}
 		if hasData && (f.corruptByte > 0 || f.randomRead > 0) {
-			f.mu.Lock()
-			f.reads[b] = struct{}{}
-			f.mu.Unlock()
+			b.Private = downRead{}
 		}
 		return stack.Remap, nil
 	}
@@ -110,34 +107,24 @@ func (f *flakey) MapIO(b *stack.Bio) (stack.Action, error) {
 	if !fixed && !random {
 		return stack.Remap, nil
 	}
-	var data []byte
-	switch {
-	case b.Op == stack.OpWrite:
-		data = slices.Clone(b.Data)
-	case b.Len <= maxZeroesCopy:
-		data = make([]byte, b.Len)
-	default:
-		return stack.Remap, nil
-	}
+	data := slices.Clone(b.Data)
 	if fixed {
 		corrupt(data, uint64(f.corruptByte-1), f.corruptValue)
 	}
 	if random {
 		f.corruptRandom(data)
 	}
-	b.Op, b.Data = stack.OpWrite, data
+	b.Data = data
 	return stack.Remap, nil
 }
 
 // EndIO is mainline's flakey_end_io: a read that was mapped in the down
-// interval and succeeded is corrupted as the features say, its Nth byte
-// when corrupt_bio_byte r matches its flags, and a random byte when
-// random_read_corrupt draws it. The error is returned unchanged.
+// interval (MapIO marked it in its Private) and succeeded is corrupted as
+// the features say, its Nth byte when corrupt_bio_byte r matches its
+// flags, and a random byte when random_read_corrupt draws it. The error is
+// returned unchanged.
 func (f *flakey) EndIO(b *stack.Bio, err error) error {
-	f.mu.Lock()
-	_, down := f.reads[b]
-	delete(f.reads, b)
-	f.mu.Unlock()
+	_, down := b.Private.(downRead)
 	if err != nil || !down || b.Op != stack.OpRead {
 		return err
 	}

@@ -2,6 +2,7 @@ package flakey
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/daxstack/daxstack/internal/oracle/transcript"
 	"github.com/daxstack/daxstack/stack"
+	"github.com/daxstack/daxstack/stack/stacktest"
 )
 
 // TestIntervals: down when the whole seconds since the build, modulo
@@ -127,10 +129,12 @@ func TestFUAMask(t *testing.T) {
 	}
 }
 
-// run sends one request of op over sectors 8..15 of a ramdisk holding the
-// pattern, and says what happened, from the outcome and the bytes: what
-// the read returned, or what the ramdisk holds after the write. A write's
-// own buffer must come back untouched.
+// run sends one request of op over sectors 8..15 of f's device (f over a
+// ramdisk holding the pattern) through the pool, and says what happened,
+// from the outcome and the bytes: what the read returned, what the
+// ramdisk holds after a write or a write-zeroes (which reaches flakey as a
+// write of zeros), whether a discard or a flush reached the ramdisk. A
+// write's own buffer must come back untouched.
 func run(t *testing.T, e *env, f *flakey, op stack.Op, fua bool) outcome {
 	t.Helper()
 	pattern := transcript.Pattern(0, 64)
@@ -148,7 +152,8 @@ func run(t *testing.T, e *env, f *flakey, op stack.Op, fua bool) outcome {
 	case stack.OpFlush:
 		b.Pos, b.Len = 0, 0
 	}
-	err := doIO(f, b)
+	syncs, discards := e.rd.Ram0.Syncs(), e.rd.Ram0.Discards()
+	err := doIO(e.devOf(t, f), b)
 	if op == stack.OpWrite && !bytes.Equal(transcript.Pattern(100, 8), sent) {
 		t.Fatalf("the write's buffer was changed")
 	}
@@ -166,19 +171,23 @@ func run(t *testing.T, e *env, f *flakey, op stack.Op, fua bool) outcome {
 		return fail
 	case op == stack.OpRead:
 		before, expect = b.Data, pattern[8*512:16*512]
-	case op == stack.OpWrite && b.Op == stack.OpWrite:
+	case op == stack.OpWrite:
 		before, expect = disk, transcript.Pattern(100, 8)
 		if bytes.Equal(disk, pattern[8*512:16*512]) {
 			return drop
 		}
 	case op == stack.OpWriteZeroes:
-		if b.Op == stack.OpWriteZeroes {
-			return passOrDrop(f, b)
-		}
-		// Turned into a write of zeros: the engine writes its Data.
 		before, expect = disk, make([]byte, 8*512)
-	default: // discard, flush: nothing to see in the data
-		return passOrDrop(f, b)
+		if bytes.Equal(disk, pattern[8*512:16*512]) {
+			return drop
+		}
+	case op == stack.OpDiscard:
+		if !bytes.Equal(disk, pattern[8*512:16*512]) {
+			t.Fatal("a discard changed the disk")
+		}
+		return reached(e.rd.Ram0.Discards() - discards)
+	default:
+		return reached(e.rd.Ram0.Syncs() - syncs)
 	}
 	switch diff := differences(before, expect); {
 	case len(diff) == 0:
@@ -191,14 +200,16 @@ func run(t *testing.T, e *env, f *flakey, op stack.Op, fua bool) outcome {
 	return ""
 }
 
-// passOrDrop tells, for a request with no data to look at, whether MapIO
-// sent it on or acknowledged it.
-func passOrDrop(f *flakey, b *stack.Bio) outcome {
-	b2 := *b
-	if act, _ := f.MapIO(&b2); act == stack.Done {
+// reached tells, for a request with no data to look at, from how many
+// times it reached the ramdisk, whether it was sent on or acknowledged.
+func reached(n int) outcome {
+	switch n {
+	case 0:
 		return drop
+	case 1:
+		return pass
 	}
-	return pass
+	return outcome(fmt.Sprintf("reached the ramdisk %d times", n))
 }
 
 func differences(a, b []byte) []int {
@@ -219,18 +230,19 @@ func TestRandomCorruption(t *testing.T) {
 	corrupted := func(seed uint64, spec string, writes bool) (hits int, where []int) {
 		e := newEnv(seed)
 		f := e.build(t, "f", "0 1024 flakey /dev/ram0 0 0 10 "+spec)
+		d := e.devOf(t, f)
 		for range 200 {
 			e.rd.Ram0.WriteAt(transcript.Pattern(0, 16), 0)
 			var got, want []byte
 			if writes {
-				if err := doIO(f, write(8, transcript.Pattern(8, 8))); err != nil {
+				if err := doIO(d, write(8, transcript.Pattern(8, 8))); err != nil {
 					t.Fatal(err)
 				}
 				got = make([]byte, 8*512)
 				e.rd.Ram0.ReadAt(got, 8*512)
 			} else {
 				b := read(8, 8)
-				if err := doIO(f, b); err != nil {
+				if err := doIO(d, b); err != nil {
 					t.Fatal(err)
 				}
 				got = b.Data
@@ -280,19 +292,49 @@ func TestEndIOWithoutMapIO(t *testing.T) {
 	if err := f.EndIO(b, syscall.EIO); err != syscall.EIO || b.Data[0] != 0 {
 		t.Errorf("EndIO of a failed read: %v, byte %d", err, b.Data[0])
 	}
-	if len(f.reads) != 0 {
-		t.Errorf("%d reads left", len(f.reads))
-	}
 }
 
-// TestLargeWriteZeroes: a write-zeroes too large to copy goes on
-// uncorrupted rather than allocating its size.
-func TestLargeWriteZeroes(t *testing.T) {
+// TestWriteZeroesCorruptedPerMiB: a write-zeroes reaches flakey as writes
+// of zeros of 1 MiB each from the start of the client's request (the
+// kernel's zero-page bios), so corrupt_bio_byte w sets the Nth byte of
+// each: four times in 4 MiB, counted from the request's start even when
+// it starts inside the segment, and the part of a 1 MiB piece in the
+// segment is a piece of its own.
+func TestWriteZeroesCorruptedPerMiB(t *testing.T) {
 	e := newEnv(1)
-	f := e.build(t, "f", "0 16384 flakey /dev/ram0 0 0 10 5 corrupt_bio_byte 3 w 7 0")
-	b := &stack.Bio{Op: stack.OpWriteZeroes, Len: maxZeroesCopy + 512}
-	if act, err := f.MapIO(b); act != stack.Remap || err != nil || b.Op != stack.OpWriteZeroes || b.Data != nil {
-		t.Errorf("MapIO = %v, %v; op %v", act, err, b.Op)
+	stacktest.MustCreate(t, e.pool, "lower", "0 16384 linear /dev/ram0 0")
+	f := e.build(t, "f", "0 2048 linear /dev/ram1 0\n2048 14336 flakey lower 0 0 10 5 corrupt_bio_byte 3 w 7 0")
+	d := e.devOf(t, f)
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		off, n int64
+		want   []int64 // bytes of ram0 set to 7
+	}{
+		{2048 * 512, 4 * mib, []int64{2, mib + 2, 2*mib + 2, 3*mib + 2}},
+		{2048*512 + 4096, 2*mib - 8192, []int64{4096 + 2, mib + 4096 + 2}},
+		// Starting in the linear part: the first piece in flakey is
+		// what is left of the request's first MiB.
+		{2048*512 - 4096, 2 * mib, []int64{2, mib - 4096 + 2}},
+	} {
+		e.rd.Ram0.WriteAt(transcript.Pattern(0, 16384), 0)
+		if n, err := d.Do(context.Background(), stack.Request{Op: stack.OpWriteZeroes, Off: tc.off, Len: tc.n}); err != nil || n != tc.n {
+			t.Fatalf("write-zeroes %d+%d: %d, %v", tc.off, tc.n, n, err)
+		}
+		var got []int64
+		data := e.rd.Ram0.Data()
+		lo := max(tc.off, 2048*512) - 2048*512
+		for i := lo; i < tc.off+tc.n-2048*512; i++ {
+			switch data[i] {
+			case 0:
+			case 7:
+				got = append(got, i)
+			default:
+				t.Fatalf("%d+%d: byte %d of ram0 is %d", tc.off, tc.n, i, data[i])
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%d+%d: corrupted bytes %v, want %v", tc.off, tc.n, got, tc.want)
+		}
 	}
 }
 
@@ -300,6 +342,7 @@ func TestLargeWriteZeroes(t *testing.T) {
 func TestConcurrent(t *testing.T) {
 	e := newEnv(1)
 	f := e.build(t, "f", "0 1024 flakey /dev/ram0 0 0 10 4 random_read_corrupt 500000000 random_write_corrupt 500000000")
+	d := e.devOf(t, f)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Add(1)
@@ -307,8 +350,8 @@ func TestConcurrent(t *testing.T) {
 			defer wg.Done()
 			for i := range 300 {
 				s := uint64(g*100 + i%100)
-				doIO(f, read(s, 1))
-				doIO(f, write(s, transcript.Pattern(s, 1)))
+				doIO(d, read(s, 1))
+				doIO(d, write(s, transcript.Pattern(s, 1)))
 				f.Condition()
 				f.State()
 				f.Table()

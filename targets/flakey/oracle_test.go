@@ -125,7 +125,7 @@ func TestOracleSession(t *testing.T) {
 			return
 		}
 		if io, ok := st.IO(); ok {
-			_, tgt := flakeyOf(p, io.Dev)
+			dev, tgt := flakeyOf(p, io.Dev)
 			if tgt == nil {
 				return // dust's and delay's
 			}
@@ -137,7 +137,7 @@ func TestOracleSession(t *testing.T) {
 				b = read(io.Sector, io.Count)
 			}
 			sent := append([]byte(nil), b.Data...)
-			err := doIO(tgt, b)
+			err := doIO(dev, b)
 			if (err == nil) != io.OK {
 				t.Errorf("line %d: %s: %v", st.Line, st.Note, err)
 			}
@@ -151,10 +151,10 @@ func TestOracleSession(t *testing.T) {
 		}
 		if rest, ok := strings.CutPrefix(st.Note, "sector 5 bytes 24..39 via flakey:"); ok {
 			// hexs: a dio read of sector 5 through flakey, then od of bytes 24..39.
-			_, tgt := flakeyOf(p, "fl")
+			dev, _ := flakeyOf(p, "fl")
 			b := read(5, 1)
 			got := ""
-			if doIO(tgt, b) == nil {
+			if doIO(dev, b) == nil {
 				got = transcript.Hex(b.Data[24:40])
 			}
 			bytesChecked++
