@@ -99,6 +99,14 @@ func AsPeer(c Cred, fn func() error) error {
 		// Never unlocked: a goroutine that exits locked takes its thread
 		// with it, so the changed credentials serve no one else.
 		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// Except the main thread, which the runtime parks for good
+			// instead, credentials and all. While this goroutine holds
+			// it no other runs on it: go again from another.
+			done <- AsPeer(c, fn)
+			runtime.UnlockOSThread()
+			return
+		}
 		if err := wear(c); err != nil {
 			done <- err
 			return

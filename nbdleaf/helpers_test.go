@@ -326,4 +326,4 @@ func logLines(t testing.TB, file string, words ...string) []string {
 	return out
 }
 
-func hex(v int64) string { return fmt.Sprintf("%#x", v) }
+func hexOff(v int64) string { return fmt.Sprintf("%#x", v) }

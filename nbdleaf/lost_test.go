@@ -113,6 +113,27 @@ func TestKillRestart(t *testing.T) {
 	}
 }
 
+// TestSameSizeTaken shows the rule the README states: NBD gives no other
+// witness, so another server with an export of the same size and no
+// description behind the address is taken as the same leaf (here qemu-nbd
+// on another file where nbdkit was), while a description tells daxstack's
+// devices apart (TestLazy).
+func TestSameSizeTaken(t *testing.T) {
+	dir := t.TempDir()
+	sock, a, b := filepath.Join(dir, "s"), filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	mkfile(t, a, 1<<20)
+	mkfile(t, b, 1<<20)
+	srv := startNbdkit(t, sock, "file", a)
+	ev := newEvents()
+	o := opener(ev, nil)
+	l := open(t, o, unixURI(sock, ""))
+	l.Watch()
+	srv.kill()
+	waitFor(t, o.Grace+3*time.Second, "lost", l.Lost)
+	startQemuNBD(t, sock, b)
+	waitFor(t, 5*time.Second, "taken as restored", func() bool { return !l.Lost() })
+}
+
 // TestOutage: a drop shorter than the grace period is not a loss: I/O
 // made meanwhile waits and succeeds.
 func TestOutage(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,7 +62,7 @@ func TestErrorFile(t *testing.T) {
 	}
 	// Down to single sectors, each tried twice on its own.
 	for s := int64(16); s < 24; s++ {
-		if got := logLines(t, logf, " Read id=", "offset="+hex(s*512)+" count=0x200 "); len(got) < 2 {
+		if got := logLines(t, logf, " Read id=", "offset="+hexOff(s*512)+" count=0x200 "); len(got) < 2 {
 			t.Errorf("sector %d was read alone %d times, want at least 2", s, len(got))
 		}
 	}
@@ -87,7 +88,7 @@ func TestErrorFile(t *testing.T) {
 	if _, err := l.WriteAt(make([]byte, 100), 16*512+10); err == nil {
 		t.Error("a partial write over a bad sector succeeded")
 	}
-	if got := logLines(t, logf, " Write id=", "offset="+hex(16*512+10)); len(got) != 0 {
+	if got := logLines(t, logf, " Write id=", "offset="+hexOff(16*512+10)); len(got) != 0 {
 		t.Errorf("the partial write reached the server: %q", got)
 	}
 	// A write over whole bad sectors clears them.
@@ -292,4 +293,82 @@ func TestExactOffsets(t *testing.T) {
 	if poison, _ := ev.snapshot(); fmt.Sprint(poison) != "[-{192+8 202+6} +{230+2}]" {
 		t.Errorf("OnPoison heard %v", poison)
 	}
+}
+
+// wholeFail is a device whose reads fail whole (EIO, no offset) when they
+// touch a bad byte, the way nbdkit's filters fail them.
+type wholeFail struct{ *nbdtest.Mem }
+
+func (w wholeFail) Handle(gone <-chan struct{}) nbd.Backend { return wholeFailHandle{w.Mem.Handle(gone), w.Mem} }
+
+type wholeFailHandle struct {
+	nbd.Backend
+	m *nbdtest.Mem
+}
+
+func (h wholeFailHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if _, bad := h.m.Bad.First(off, int64(len(p))); bad {
+		return 0, syscall.EIO
+	}
+	return h.Backend.ReadAt(ctx, p, off)
+}
+
+// TestNarrowProperty reads random ranges over random bad bytes, from a
+// server that gives an exact error offset and from one that fails whole
+// requests: either way the leaf returns exactly the good bytes before the
+// first bad sector, and its poison is exactly the sectors of the range
+// that hold a bad byte.
+func TestNarrowProperty(t *testing.T) {
+	for _, whole := range []bool{false, true} {
+		t.Run(fmt.Sprintf("whole=%v", whole), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(7, uint64(len(fmt.Sprint(whole)))))
+			for iter := range 25 {
+				const size = 512 << 10
+				m := nbdtest.NewMem(size)
+				data := pattern(size, byte(iter))
+				m.Handle(nil).WriteAt(context.Background(), data, 0, false)
+				var dev nbdtest.Device = m
+				if whole {
+					dev = wholeFail{m}
+				}
+				uri, _, _ := exportDev(t, dev, nbdtest.Options{MetaContexts: []string{}})
+				l := open(t, opener(nil, nil), uri)
+				var badSectors []extent.Extent
+				for range r.IntN(6) {
+					off, n := r.Int64N(size-4096), 1+r.Int64N(3000)
+					m.Bad.Add(off, n)
+					badSectors = append(badSectors, extent.Extent{Start: uint64(off) / 512, Len: uint64(off+n+511)/512 - uint64(off)/512})
+				}
+				lo := r.Int64N(size - 1)
+				n := 1 + r.Int64N(min(size-lo, 256<<10))
+				p := make([]byte, n)
+				got, err := l.ReadAt(p, lo)
+
+				inRange := extent.Of(badSectors...).Clip(uint64(lo)/512, uint64(lo+n+511)/512)
+				if inRange.Empty() {
+					if err != nil || got != int(n) || !bytes.Equal(p, data[lo:lo+n]) {
+						t.Fatalf("iteration %d: clean read of [%d, +%d): %d, %v", iter, lo, n, got, err)
+					}
+					continue
+				}
+				first := firstOf(inRange)
+				wantN := max(0, int64(first.Start)*512-lo)
+				if int64(got) != wantN || !bytes.Equal(p[:got], data[lo:lo+int64(got)]) {
+					t.Fatalf("iteration %d: read of [%d, +%d) over %v: %d bytes, want %d", iter, lo, n, inRange, got, wantN)
+				}
+				poisonAt(t, fmt.Sprintf("iteration %d", iter), err, first)
+				if bb := l.BadBlocks(); !bb.Equal(inRange) {
+					t.Fatalf("iteration %d: poison %v, want %v", iter, bb, inRange)
+				}
+				l.Close()
+			}
+		})
+	}
+}
+
+func firstOf(s extent.Set) extent.Extent {
+	for e := range s.Extents() {
+		return e
+	}
+	return extent.Extent{}
 }
