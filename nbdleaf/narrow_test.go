@@ -299,7 +299,9 @@ func TestExactOffsets(t *testing.T) {
 // touch a bad byte, the way nbdkit's filters fail them.
 type wholeFail struct{ *nbdtest.Mem }
 
-func (w wholeFail) Handle(gone <-chan struct{}) nbd.Backend { return wholeFailHandle{w.Mem.Handle(gone), w.Mem} }
+func (w wholeFail) Handle(gone <-chan struct{}) nbd.Backend {
+	return wholeFailHandle{w.Mem.Handle(gone), w.Mem}
+}
 
 type wholeFailHandle struct {
 	nbd.Backend
