@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -91,38 +92,74 @@ func DialAs(ctx context.Context, c Cred, path string) (net.Conn, error) {
 }
 
 // AsPeer runs fn on a thread of its own whose filesystem credentials are
-// c's (fsuid, fsgid, supplementary groups); the thread ends with it. fn
-// must not start goroutines that rely on those credentials.
+// c's (fsuid, fsgid, supplementary groups), and gives the thread its own
+// back afterwards. fn must not start goroutines that rely on those
+// credentials.
+//
+// The thread is given back to the runtime only once its credentials are
+// verified restored; if they cannot be, the goroutine exits still locked
+// and the runtime ends the thread with it. (Ending threads is not the
+// default because a child started from a thread with PR_SET_PDEATHSIG, as
+// exec's Pdeathsig and nbdkit --exit-with-parent do, is killed when that
+// thread ends.)
 func AsPeer(c Cred, fn func() error) error {
 	done := make(chan error, 1)
 	go func() {
-		// Never unlocked: a goroutine that exits locked takes its thread
-		// with it, so the changed credentials serve no one else.
 		runtime.LockOSThread()
-		if unix.Gettid() == unix.Getpid() {
-			// Except the main thread, which the runtime parks for good
-			// instead, credentials and all. While this goroutine holds
-			// it no other runs on it: go again from another.
-			done <- AsPeer(c, fn)
+		own, err := threadCred()
+		if err != nil {
 			runtime.UnlockOSThread()
-			return
-		}
-		if err := wear(c); err != nil {
 			done <- err
 			return
 		}
-		done <- fn()
+		err = wear(c)
+		if err == nil {
+			err = fn()
+		}
+		if wear(own) == nil {
+			if now, err := threadCred(); err == nil && now.UID == own.UID && now.GID == own.GID &&
+				slices.Equal(now.Groups, own.Groups) {
+				runtime.UnlockOSThread()
+			}
+		}
+		done <- err
 	}()
 	return <-done
 }
 
+// threadCred reads the calling thread's filesystem credentials.
+func threadCred() (Cred, error) {
+	uid, _, _ := unix.RawSyscall(unix.SYS_SETFSUID, ^uintptr(0), 0, 0) // -1: no change, returns the current
+	gid, _, _ := unix.RawSyscall(unix.SYS_SETFSGID, ^uintptr(0), 0, 0)
+	c := Cred{UID: uint32(uid), GID: uint32(gid)}
+	n, _, e := unix.RawSyscall(unix.SYS_GETGROUPS, 0, 0, 0)
+	if e != 0 {
+		return Cred{}, fmt.Errorf("nbdleaf: getgroups: %w", e)
+	}
+	c.Groups = make([]uint32, n)
+	if n > 0 {
+		m, _, e := unix.RawSyscall(unix.SYS_GETGROUPS, n, uintptr(unsafe.Pointer(&c.Groups[0])), 0)
+		if e != 0 {
+			return Cred{}, fmt.Errorf("nbdleaf: getgroups: %w", e)
+		}
+		c.Groups = c.Groups[:m]
+	}
+	return c, nil
+}
+
 // wear sets the calling thread's filesystem credentials to c's. The raw
 // system calls change this thread only (the libc and Go wrappers change
-// every thread of the process).
+// every thread of the process). Leaving root, the fsuid goes last: that
+// drops the file capabilities (CAP_DAC_OVERRIDE and the like) from the
+// thread's effective set, as the peer has none; back to root it goes
+// first, which raises them again.
 func wear(c Cred) error {
 	var gp unsafe.Pointer
 	if len(c.Groups) > 0 {
 		gp = unsafe.Pointer(&c.Groups[0])
+	}
+	if c.UID == 0 {
+		unix.RawSyscall(unix.SYS_SETFSUID, 0, 0, 0)
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(c.Groups)), uintptr(gp), 0); e != 0 {
 		return fmt.Errorf("nbdleaf: setgroups: %w", e)

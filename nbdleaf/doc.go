@@ -86,5 +86,32 @@
 // daemon's socket). A leaf opened for a peer dials as that peer (DialAs),
 // reconnections included.
 //
+// # What the engine calls
+//
+// One Opener per engine: TLSConfig from ClientTLS with the server side's
+// certificate, key and CA flags; Poll and Grace from --nbd-poll and
+// --nbd-grace; OnPoison into the queue dax leaves' changes go to (keyed by
+// Leaf.ID); OnLost to record the leaf lost (or back) with Lost (Restored)
+// events over the whole leaf but its poison. Then, in the leaf opener:
+//
+//   - IsRef(ref) sends a reference here; Canonical(ref) is the key to
+//     look its record up by (Ref and Path are the canonical URI, ID is
+//     IDPrefix and it, Kind "nbd", Size in sectors, Identity the JSON of
+//     Leaf.Identity, which ParseIdentity reads back and Identity.Same
+//     compares: never dax.Identity).
+//   - A non-root peer: CheckAccess(ref, cred) first (cred from PeerCred on
+//     the daemon's socket), and the leaf opened with that cred so that it
+//     dials as the peer.
+//   - A recorded leaf: Lazy(identity, cred), which never dials by itself,
+//     so ls, table and info never wait on a server; the daemon then calls
+//     Watch. A new one: Open(ctx, ref, cred), which dials for the size.
+//   - PoisonSource "emulated": SetPoison(saved list) after opening.
+//   - The daemon's rescan needs no probe for NBD leaves (OnLost reports
+//     returns); a probe, where wanted, is Open and Identity().Same.
+//     offline is SetLost(true), a restore by hand SetLost(false).
+//   - I/O handles: ReadAt, WriteAt, WriteAtFUA, Sync, WriteZeroes and
+//     Discard (an error matching ErrUnsupported means: write zeroes
+//     instead, or skip the discard). Close when no table uses the leaf.
+//
 // A Leaf is safe for concurrent use.
 package nbdleaf

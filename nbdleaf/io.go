@@ -222,9 +222,9 @@ func (l *Leaf) Sync() error {
 		if cn.info.Flags&nbd.FlagSendFlush == 0 {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(l.ctx, l.s.ioTimeout)
-		err := cn.c.Flush(ctx)
-		cancel()
+		cn.begin() // the watchdog drops a connection that does not answer
+		err := cn.c.Flush(l.ctx)
+		cn.end()
 		if err != nil {
 			cn.dirty.Store(true) // still to flush (or, if it broke, unflushed)
 			errs = append(errs, err)
@@ -363,8 +363,8 @@ func (l *Leaf) move(o op, p []byte, off int64, fua bool) (int, error) {
 }
 
 // request runs do on a connection, on another one if that connection
-// breaks (or leaves the request unanswered for IOTimeout), until the
-// leaf is lost or the grace period has passed since the first break.
+// breaks (or the watchdog drops it), until the leaf is lost or the grace
+// period has passed since the first break.
 func (l *Leaf) request(do func(ctx context.Context, cn *conn) (int, error)) (int, error) {
 	var first time.Time
 	for {
@@ -372,23 +372,18 @@ func (l *Leaf) request(do func(ctx context.Context, cn *conn) (int, error)) (int
 		if err != nil {
 			return 0, err
 		}
-		ctx, cancel := context.WithTimeout(l.ctx, l.s.ioTimeout)
-		n, err := do(ctx, cn)
-		timedOut := ctx.Err() == context.DeadlineExceeded
-		cancel()
+		cn.begin()
+		n, err := do(l.ctx, cn)
+		cn.end()
 		switch {
 		case err == nil:
 			return n, nil
 		case l.ctx.Err() != nil:
 			return n, leafError(l.name, ErrClosed)
-		case timedOut:
-			err = fmt.Errorf("%w: a request was unanswered for %v", nbd.ErrClosed, l.s.ioTimeout)
-			l.evict(cn, err)
 		case !broken(err):
 			return n, err
-		default:
-			l.evict(cn, err) // before its slot notices, so that pick does not take it again
 		}
+		l.evict(cn, err) // before its slot notices, so that pick does not take it again
 		if first.IsZero() {
 			first = time.Now()
 		} else if time.Since(first) > l.s.grace {

@@ -60,9 +60,35 @@ type conn struct {
 	c     *nbd.Client
 	raw   net.Conn // under c: closing it ends c at once
 	info  nbd.Info
-	bad   bool        // the daxstack:badblocks context is selected
-	dirty atomic.Bool // writes completed since its last flush
+	bad   bool         // the daxstack:badblocks context is selected
+	dirty atomic.Bool  // writes completed since its last flush
+	busy  atomic.Int64 // requests in flight
+	since atomic.Int64 // clock() of the last reply, or of a request sent while none was in flight
 }
+
+// begin and end bracket a request on cn, for the watchdog.
+func (cn *conn) begin() {
+	if cn.busy.Load() == 0 {
+		cn.since.Store(clock())
+	}
+	cn.busy.Add(1)
+}
+
+func (cn *conn) end() {
+	cn.since.Store(clock())
+	cn.busy.Add(-1)
+}
+
+// stuck reports whether cn has had requests in flight and no reply for
+// longer than d.
+func (cn *conn) stuck(d time.Duration) bool {
+	return cn.busy.Load() > 0 && clock()-cn.since.Load() > int64(d)
+}
+
+var epoch = time.Now()
+
+// clock is a monotonic clock in nanoseconds.
+func clock() int64 { return int64(time.Since(epoch)) }
 
 // session is the supervision of a leaf's connections from the first
 // dial until SetLost(true) or Close: the goroutines that keep its

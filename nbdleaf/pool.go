@@ -45,8 +45,33 @@ func (l *Leaf) startLocked(first *conn) {
 	} else {
 		l.downLocked(s, time.Now())
 	}
-	l.routines.Add(1)
+	l.routines.Add(2)
 	go l.slot(s, first, false)
+	go l.watchdog(s)
+}
+
+// watchdog drops the connections of s that leave requests unanswered for
+// longer than IOTimeout: their requests fail and go again on another
+// connection, and the slot dials again. It watches progress per
+// connection, as a request may wait behind others on a busy one.
+func (l *Leaf) watchdog(s *session) {
+	defer l.routines.Done()
+	t := time.NewTicker(max(l.s.ioTimeout/4, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if p := l.live.Load(); p != nil {
+			for _, cn := range *p {
+				if cn.stuck(l.s.ioTimeout) {
+					l.evict(cn, fmt.Errorf("%w: a request was unanswered for %v", nbd.ErrClosed, l.s.ioTimeout))
+				}
+			}
+		}
+	}
 }
 
 // endSessionLocked stops the session and closes its connections. Callers
