@@ -37,11 +37,16 @@ func (l *Leaf) ReadAt(p []byte, off int64) (int, error) {
 	if int64(len(p)) > l.bytes-off {
 		p, eof = p[:l.bytes-off], io.EOF
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
 	hi := off + int64(len(p))
 	if ps := l.poison.Load(); touches(ps, off, hi) {
 		e := firstExtent(ps.Clip(uint64(off)/SectorSize, ceilSector(hi)))
-		stop := max(off, int64(e.Start)*SectorSize)
-		n, err := l.readRange(p[:stop-off], off)
+		n, err := 0, error(nil)
+		if stop := int64(e.Start) * SectorSize; stop > off {
+			n, err = l.readRange(p[:stop-off], off)
+		}
 		if err != nil {
 			return n, err
 		}

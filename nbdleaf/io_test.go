@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -319,10 +320,21 @@ func TestTLS(t *testing.T) {
 	dir.Add("mem", nbdtest.NewMem(1<<20), nbdtest.Options{})
 	own := filepath.Join(t.TempDir(), "own.sock")
 	serveOwn(t, &nbd.Server{Exports: dir, TLSConfig: certs.ServerConfig(), RequireTLS: true, Log: quietLog()}, own)
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &nbd.Server{Exports: dir, TLSConfig: certs.ServerConfig(), RequireTLS: true, Log: quietLog()}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { srv.Serve(ctx, tcp); close(served) }()
+	t.Cleanup(func() { cancel(); <-served })
 	kit := filepath.Join(t.TempDir(), "kit.sock")
 	startNbdkit(t, kit, "--tls=require", "--tls-certificates="+certs.Dir, "--tls-verify-peer", "memory", "1M")
 
-	for _, uri := range []string{"nbds+unix:///mem?socket=" + own, "nbds+unix:///?socket=" + kit} {
+	// Over TCP the server's name is the URI's host (an IP address here,
+	// which the test certificate names).
+	for _, uri := range []string{"nbds+unix:///mem?socket=" + own, "nbds+unix:///?socket=" + kit, "nbds://" + tcp.Addr().String() + "/mem"} {
 		o := opener(nil, nil)
 		if _, err := o.Open(t.Context(), uri, nil); !errors.Is(err, nbdleaf.ErrTLS) {
 			t.Errorf("%s without a TLS configuration: %v", uri, err)

@@ -96,7 +96,7 @@ func clock() int64 { return int64(time.Since(epoch)) }
 type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
-	extra  bool // the other connections were started
+	extras int  // extra slots running (beyond the first)
 	poll   bool // the poller was started
 }
 

@@ -117,6 +117,7 @@ func (o *Opener) Open(ctx context.Context, ref string, as *Cred) (*Leaf, error) 
 	}
 	l := o.newLeaf(Identity{Kind: Kind, URI: u.String(), Size: -1}, as)
 	if u.TLS && o.TLSConfig == nil {
+		l.Close()
 		return nil, leafError(l.name, ErrTLS)
 	}
 	c, err := l.dial(ctx)
@@ -149,6 +150,7 @@ func (o *Opener) Lazy(id Identity, as *Cred) (*Leaf, error) {
 	id.URI = u.String()
 	l := o.newLeaf(id, as)
 	if u.TLS && o.TLSConfig == nil {
+		l.Close()
 		return nil, leafError(l.name, ErrTLS)
 	}
 	return l, nil

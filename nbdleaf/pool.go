@@ -178,12 +178,10 @@ func (l *Leaf) publishLocked(s *session, cn *conn) bool {
 	l.downSince = time.Time{}
 	l.lastErr = nil
 	l.remote.Store(cn.bad)
-	if !s.extra && info.Flags&nbd.FlagCanMultiConn != 0 && l.s.conns > 1 {
-		s.extra = true
-		for range l.s.conns - 1 {
-			l.routines.Add(1)
-			go l.slot(s, nil, true)
-		}
+	for info.Flags&nbd.FlagCanMultiConn != 0 && s.extras < l.s.conns-1 {
+		s.extras++
+		l.routines.Add(1)
+		go l.slot(s, nil, true)
 	}
 	if !s.poll && cn.bad && l.s.poll > 0 {
 		s.poll = true
@@ -226,8 +224,8 @@ func (l *Leaf) slot(s *session, c *conn, extra bool) {
 			}
 			l.mu.Lock()
 			if l.sess != s || (extra && c.info.Flags&nbd.FlagCanMultiConn == 0) {
-				if l.sess == s {
-					s.extra = false // the first slot may start them again
+				if extra {
+					s.extras-- // the first slot may start it again
 				}
 				l.mu.Unlock()
 				c.c.Close()
