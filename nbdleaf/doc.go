@@ -2,7 +2,7 @@
 // another machine, reached with the nbd package's client, whose bad
 // ranges and losses travel up the stacks like those of a local pmem leaf.
 //
-// There are three nouns. An Opener holds what every NBD leaf shares: the
+// There are four nouns. An Opener holds what every NBD leaf shares: the
 // TLS configuration for nbds://, the number of connections, how often a
 // daxstack server's bad ranges are polled (Poll, the daemon's --nbd-poll)
 // and how long a leaf may go without a connection before it is lost
@@ -16,7 +16,8 @@
 // later is the one that was recorded: the URI, the export's size and its
 // description (daxstack's server sends the device's UUID there). *Leaf
 // implements stack.Leaf and the BadBlocks and Lost methods the reverse
-// map uses, as *dax.Leaf does, without importing either.
+// map uses, as *dax.Leaf does, without importing either. A Cred is a
+// peer's credentials, for the access rule (see Access).
 //
 // # References
 //
@@ -49,9 +50,9 @@
 // Grace the leaf is lost (Lost, LostReason, OnLost(true)); I/O then fails
 // at once with a *LostError (syscall.ENXIO). Reconnection goes on, and a
 // connection to the same export restores the leaf (OnLost(false)). A
-// different export behind the address makes a leaf without connections
-// lost at once, with an *IdentityError as the reason, and never restores
-// it. SetLost is the engine's own verdict: it closes the connections and
+// different export behind the address is never used: it makes a leaf
+// without connections lost at once, with an *IdentityError as the reason,
+// until the recorded export answers again. SetLost is the engine's own verdict: it closes the connections and
 // nothing dials until SetLost(false).
 //
 // Durability is NBD's: WriteAtFUA sends NBD_CMD_FLAG_FUA (or a flush on the
@@ -105,7 +106,8 @@
 //   - A recorded leaf: Lazy(identity, cred), which never dials by itself,
 //     so ls, table and info never wait on a server; the daemon then calls
 //     Watch. A new one: Open(ctx, ref, cred), which dials for the size.
-//   - PoisonSource "emulated": SetPoison(saved list) after opening.
+//   - PoisonSource "emulated": SetPoison(saved list) after opening. A
+//     record that says lost: AssumeLost, before Watch.
 //   - The daemon's rescan needs no probe for NBD leaves (OnLost reports
 //     returns); a probe, where wanted, is Open and Identity().Same.
 //     offline is SetLost(true), a restore by hand SetLost(false).

@@ -2,6 +2,7 @@ package nbdleaf
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -182,6 +183,19 @@ func (l *Leaf) SetLost(lost bool) {
 		l.reason = nil
 	}
 	l.wakeLocked()
+	l.mu.Unlock()
+}
+
+// AssumeLost marks the leaf lost because its record says it was, without
+// holding it there as SetLost does: I/O fails (ErrDisconnected, "recorded
+// lost") until a connection to the same export restores it, which OnLost
+// reports (lost false), as for a loss the leaf saw itself. Only a watched
+// leaf dials while lost: call Watch after it. It does not call OnLost.
+func (l *Leaf) AssumeLost() {
+	l.mu.Lock()
+	if !l.held && l.markLostLocked(fmt.Errorf("%w: recorded lost", ErrDisconnected)) {
+		l.wakeLocked()
+	}
 	l.mu.Unlock()
 }
 

@@ -203,6 +203,25 @@ func TestLazy(t *testing.T) {
 		t.Error("the first I/O did not reach the server")
 	}
 
+	// Recorded lost: lost until a watched leaf reaches the export, which
+	// OnLost reports as a return.
+	back, err := o.Lazy(id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	back.AssumeLost()
+	_, err = back.ReadAt(make([]byte, 512), 0)
+	lostWith(t, "read of a leaf recorded lost", err, nbdleaf.ErrDisconnected)
+	back.Watch()
+	waitFor(t, 5*time.Second, "restored", func() bool { return !back.Lost() })
+	if _, lost := ev.snapshot(); len(lost) != 1 || lost[0] != "restored" {
+		t.Errorf("OnLost heard %q", lost)
+	}
+	if n, err := back.ReadAt(make([]byte, 4), 0); n != 4 || err != nil {
+		t.Errorf("read after the return: %d, %v", n, err)
+	}
+
 	// Nobody listens: lost after the grace period, through OnLost.
 	gone := id
 	gone.URI = unixURI(filepath.Join(t.TempDir(), "nobody.sock"), "mem")
