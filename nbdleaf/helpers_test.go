@@ -213,6 +213,7 @@ type events struct {
 	cleared extent.Set
 	poison  []string // "+set" and "-set", in order
 	lost    []string // "lost: reason" and "restored"
+	sum     uint64   // sectors of every change heard, added and cleared
 	changed chan struct{}
 }
 
@@ -222,6 +223,7 @@ func (e *events) onPoison(_ *nbdleaf.Leaf, added, cleared extent.Set) {
 	e.mu.Lock()
 	e.added = e.added.Union(added)
 	e.cleared = e.cleared.Union(cleared)
+	e.sum += added.Sectors() + cleared.Sectors()
 	if !added.Empty() {
 		e.poison = append(e.poison, "+"+added.String())
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/daxstack/daxstack/extent"
 	"github.com/daxstack/daxstack/nbd"
 	"github.com/daxstack/daxstack/nbd/nbdtest"
 	"github.com/daxstack/daxstack/nbdleaf"
@@ -274,7 +275,8 @@ func (h *countingHandle) Flush(ctx context.Context) error {
 // write the partial blocks, and writes to neighbouring bytes of one block
 // from several goroutines do not undo each other.
 func TestMinimumBlock(t *testing.T) {
-	uri, m, _ := memExport(t, 1<<20, nbdtest.Options{BlockSizes: nbd.BlockSizes{Minimum: 4096, Preferred: 4096, MaxPayload: 1 << 20}})
+	uri, m, _ := memExport(t, 1<<20, nbdtest.Options{MetaContexts: []string{},
+		BlockSizes: nbd.BlockSizes{Minimum: 4096, Preferred: 4096, MaxPayload: 1 << 20}})
 	l := open(t, opener(nil, nil), uri)
 	want := make([]byte, 1<<20)
 	var mu sync.Mutex
@@ -303,6 +305,16 @@ func TestMinimumBlock(t *testing.T) {
 	got := make([]byte, 5000)
 	if n, err := l.ReadAt(got, 8192+7); n != 5000 || err != nil || !bytes.Equal(got, want[8192+7:8192+7+5000]) {
 		t.Errorf("unaligned read: %d, %v", n, err)
+	}
+
+	// A media error is narrowed down to the server's minimum block, not
+	// below: one bad byte makes its 4 KiB block (8 sectors) bad.
+	m.Bad.Add(5000, 1)
+	all := make([]byte, 16384)
+	n, err := l.ReadAt(all, 1)
+	var pe *nbdleaf.PoisonError
+	if n != 4095 || !errors.As(err, &pe) || pe.Bad != (extent.Extent{Start: 8, Len: 8}) || !l.BadBlocks().Equal(sectors(8, 8)) {
+		t.Errorf("read over a bad byte: %d, %v; poison %v", n, err, l.BadBlocks())
 	}
 }
 

@@ -106,9 +106,15 @@ func TestKillRestart(t *testing.T) {
 	if n, err := l.ReadAt(p, 0); n != len(p) || err != nil || !bytes.Equal(p, data) {
 		t.Fatalf("read after the second restore: %d, %v", n, err)
 	}
+	// Losses and returns alternate, each heard once; the quick restart
+	// above is not a loss unless starting nbdkit took longer than the
+	// grace period.
 	_, lost := ev.snapshot()
-	if len(lost) != 4 || !strings.HasPrefix(lost[0], "lost: no connection to the server for 400ms") ||
-		lost[1] != "restored" || !strings.HasPrefix(lost[2], "lost: ") || lost[3] != "restored" {
+	ok := len(lost) >= 4 && len(lost)%2 == 0 && strings.HasPrefix(lost[0], "lost: no connection to the server for 400ms")
+	for i, e := range lost {
+		ok = ok && (i%2 == 1) == (e == "restored")
+	}
+	if !ok {
 		t.Errorf("OnLost heard %q", lost)
 	}
 }
