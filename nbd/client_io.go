@@ -22,6 +22,7 @@ type call struct {
 
 	mu        sync.Mutex // held by the reader while it fills buf
 	abandoned bool       // the caller went away: discard what comes
+	finished  bool       // finish is sending the result on done
 
 	// The reply so far (the reader's).
 	spans  []span64 // data chunks received, sorted, disjoint
@@ -101,6 +102,7 @@ func (cl *call) finish(err error) {
 	c := cl.c
 	cl.mu.Lock()
 	ab := cl.abandoned
+	cl.finished = !ab
 	cl.mu.Unlock()
 	<-c.slots
 	if ab {
@@ -112,23 +114,26 @@ func (cl *call) finish(err error) {
 
 // wait waits for cl's result. If ctx ends first the call is abandoned:
 // whatever still arrives for it is discarded, never written to the
-// caller's buffer after wait returns.
-func (cl *call) wait(ctx context.Context) error {
+// caller's buffer after wait returns, and the call is the reader's from
+// then on (mine is false): finish returns it to the pool, where another
+// request may take it at once, so the caller must not touch it again,
+// not even to release it.
+func (cl *call) wait(ctx context.Context) (mine bool, err error) {
 	select {
 	case err := <-cl.done:
-		return err
+		return true, err
 	case <-ctx.Done():
 	}
 	cl.mu.Lock()
+	if cl.finished {
+		// It finished before it could be abandoned: its result is on
+		// its way, and finish did not pool it.
+		cl.mu.Unlock()
+		return true, <-cl.done
+	}
 	cl.abandoned = true
 	cl.mu.Unlock()
-	select {
-	case err := <-cl.done:
-		// It finished before it was abandoned.
-		return err
-	default:
-		return ctx.Err()
-	}
+	return false, ctx.Err()
 }
 
 // release returns a call whose result was taken to the pool.
@@ -246,21 +251,23 @@ func (c *Client) pieces(ctx context.Context, cmd, flags uint16, p []byte, off in
 	n, failed := 0, false
 	var first error
 	for _, cl := range calls {
-		err := cl.wait(ctx)
+		mine, err := cl.wait(ctx)
 		if err == nil {
 			err = cl.result()
 		}
 		if !failed {
 			if err != nil {
 				failed, first = true, err
-				if cmd == cmdRead {
+				if cmd == cmdRead && mine {
 					n += cl.goodPrefix()
 				}
 			} else {
 				n += int(cl.length)
 			}
 		}
-		cl.release()
+		if mine {
+			cl.release()
+		}
 	}
 	if !failed && startErr != nil {
 		return n, startErr
@@ -280,7 +287,10 @@ func (c *Client) one(ctx context.Context, cmd, flags uint16, p []byte, off int64
 		callPool.Put(cl)
 		return 0, err
 	}
-	err := cl.wait(ctx)
+	mine, err := cl.wait(ctx)
+	if !mine {
+		return 0, err
+	}
 	n := len(p)
 	if err == nil {
 		if err = cl.result(); err != nil {
@@ -303,7 +313,10 @@ func (c *Client) simple(ctx context.Context, cmd, flags uint16, off uint64, leng
 		callPool.Put(cl)
 		return err
 	}
-	err := cl.wait(ctx)
+	mine, err := cl.wait(ctx)
+	if !mine {
+		return err
+	}
 	if err == nil {
 		err = cl.result()
 	}
@@ -407,7 +420,10 @@ func (c *Client) BlockStatus(ctx context.Context, off, length int64, reqOne bool
 		callPool.Put(cl)
 		return nil, err
 	}
-	err := cl.wait(ctx)
+	mine, err := cl.wait(ctx)
+	if !mine {
+		return nil, err
+	}
 	if err == nil {
 		err = cl.result()
 	}

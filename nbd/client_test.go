@@ -226,6 +226,56 @@ func TestClientAbandon(t *testing.T) {
 	}
 }
 
+// TestClientAbandonMany abandons requests of every kind at random moments
+// on two connections at once: an abandoned call belongs to the reader,
+// which may pool it for another request at once, so the caller must not
+// read it afterwards (-race saw that), and every request that does
+// complete gets its own answer.
+func TestClientAbandonMany(t *testing.T) {
+	m := nbdtest.NewMem(1 << 20)
+	for b := range 256 {
+		m.Handle(nil).WriteAt(context.Background(), bytes.Repeat([]byte{byte(b)}, 4096), int64(b)*4096, false)
+	}
+	m.Bad.Add(100*4096, 512)
+	dir := &nbdtest.Dir{}
+	dir.Add("mem", m, nbdtest.Options{})
+	sock := serve(t, &nbd.Server{Exports: dir})
+	opt := nbd.Options{MetaContexts: []string{nbdtest.BadContext}}
+	clients := []*nbd.Client{dial(t, unixURI(sock, "mem"), opt), dial(t, unixURI(sock, "mem"), opt)}
+	var wg sync.WaitGroup
+	end := time.Now().Add(300 * time.Millisecond)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 1))
+			p := make([]byte, 4096)
+			for time.Now().Before(end) {
+				c := clients[r.IntN(2)]
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(r.IntN(40))*time.Microsecond)
+				b := r.IntN(256)
+				switch r.IntN(3) {
+				case 0:
+					if _, err := c.ReadAt(ctx, p, int64(b)*4096); err == nil && b != 100 && !bytes.Equal(p, bytes.Repeat([]byte{byte(b)}, 4096)) {
+						t.Errorf("block %d read another's bytes", b)
+					}
+				case 1:
+					if ext, err := c.BlockStatus(ctx, int64(b)*4096, 4096, false); err == nil {
+						e := ext[nbdtest.BadContext]
+						if len(e) == 0 || e[0].Offset != int64(b)*4096 || (e[0].Flags == 1) != (b == 100) {
+							t.Errorf("block status of block %d: %v", b, e)
+						}
+					}
+				case 2:
+					c.Flush(ctx)
+				}
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // countingDevice records the most reads its handles served at once.
 type countingDevice struct {
 	*nbdtest.Mem

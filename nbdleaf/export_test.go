@@ -1,0 +1,4 @@
+package nbdleaf
+
+// BadSectors exposes badSectors to the fuzz test.
+var BadSectors = badSectors
