@@ -1,0 +1,323 @@
+// Package testdev is a device for the exports' tests: a sparse file with
+// the knobs a mapped device has, bad sectors that fail reads (sector-exact,
+// with the good prefix returned, as the engine's handles do), writes that
+// clear the bad sectors they cover whole, a suspend that makes I/O wait
+// until resume or until the request's context ends, resize and read-only,
+// and counters of what reached it.
+package testdev
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// SectorSize is the unit of bad ranges.
+const SectorSize = 512
+
+// MediaError is a read or write that met a bad sector; it matches
+// syscall.EIO.
+type MediaError struct {
+	Op     string
+	Sector int64
+}
+
+func (e *MediaError) Error() string {
+	return fmt.Sprintf("testdev: %s: media error at sector %d", e.Op, e.Sector)
+}
+
+// Is makes a MediaError match syscall.EIO.
+func (e *MediaError) Is(target error) bool { return target == syscall.EIO }
+
+// Counts is what reached the device.
+type Counts struct {
+	Reads, Writes, FUAWrites, Zeroes, Discards, Flushes int64
+	ZeroBytes, DiscardBytes                             int64
+}
+
+// Dev is a file-backed device. It implements devfs.Device (and
+// devfs.FUAWriter).
+type Dev struct {
+	f *os.File
+
+	mu       sync.Mutex
+	bad      map[int64]bool // bad sectors
+	resumed  chan struct{}  // nil when not suspended; closed at resume
+	readOnly bool
+	size     int64
+
+	reads, writes, fua, zeroes, discards, flushes atomic.Int64
+	zeroBytes, discardBytes                       atomic.Int64
+	lastZero, lastDiscard                         atomic.Pointer[[2]int64]
+}
+
+// New creates a sparse file of size bytes at path and returns a device on
+// it. Close closes the file.
+func New(path string, size int64) (*Dev, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Dev{f: f, bad: map[int64]bool{}, size: size}, nil
+}
+
+// File is the backing file (for tests that look at the bytes).
+func (d *Dev) File() *os.File { return d.f }
+
+// Close closes the backing file.
+func (d *Dev) Close() error { return d.f.Close() }
+
+// SetBad marks count sectors from sector bad; SetGood clears them.
+func (d *Dev) SetBad(sector, count int64) { d.setBad(sector, count, true) }
+
+// SetGood clears count bad sectors from sector.
+func (d *Dev) SetGood(sector, count int64) { d.setBad(sector, count, false) }
+
+func (d *Dev) setBad(sector, count int64, bad bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for s := sector; s < sector+count; s++ {
+		if bad {
+			d.bad[s] = true
+		} else {
+			delete(d.bad, s)
+		}
+	}
+}
+
+// Bad returns the bad sectors, sorted.
+func (d *Dev) Bad() []int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]int64, 0, len(d.bad))
+	for s := range d.bad {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Suspend makes every I/O wait until Resume (or until its context ends).
+func (d *Dev) Suspend() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.resumed == nil {
+		d.resumed = make(chan struct{})
+	}
+}
+
+// Resume releases the I/O that Suspend holds.
+func (d *Dev) Resume() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.resumed != nil {
+		close(d.resumed)
+		d.resumed = nil
+	}
+}
+
+// SetReadOnly makes writes fail with EROFS.
+func (d *Dev) SetReadOnly(ro bool) {
+	d.mu.Lock()
+	d.readOnly = ro
+	d.mu.Unlock()
+}
+
+// Resize changes the size of the backing file.
+func (d *Dev) Resize(size int64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.size = size
+	return d.f.Truncate(size)
+}
+
+// Counts returns the counters.
+func (d *Dev) Counts() Counts {
+	return Counts{
+		Reads: d.reads.Load(), Writes: d.writes.Load(), FUAWrites: d.fua.Load(),
+		Zeroes: d.zeroes.Load(), Discards: d.discards.Load(), Flushes: d.flushes.Load(),
+		ZeroBytes: d.zeroBytes.Load(), DiscardBytes: d.discardBytes.Load(),
+	}
+}
+
+// LastZero and LastDiscard return the offset and length of the last
+// WriteZeroes and Discard (zero if none).
+func (d *Dev) LastZero() (off, n int64) { return last(&d.lastZero) }
+
+// LastDiscard: see LastZero.
+func (d *Dev) LastDiscard() (off, n int64) { return last(&d.lastDiscard) }
+
+func last(p *atomic.Pointer[[2]int64]) (int64, int64) {
+	if v := p.Load(); v != nil {
+		return v[0], v[1]
+	}
+	return 0, 0
+}
+
+// enter waits while the device is suspended.
+func (d *Dev) enter(ctx context.Context) error {
+	for {
+		d.mu.Lock()
+		ch := d.resumed
+		d.mu.Unlock()
+		if ch == nil {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// firstBad returns the first bad sector in [off, off+n), or -1.
+func (d *Dev) firstBad(off, n int64) int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.bad) == 0 {
+		return -1
+	}
+	for s := off / SectorSize; s*SectorSize < off+n; s++ {
+		if d.bad[s] {
+			return s
+		}
+	}
+	return -1
+}
+
+// clear removes the bad sectors [off, off+n) covers whole; it returns the
+// first bad sector the range covers only in part, or -1.
+func (d *Dev) clear(off, n int64) int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.bad) == 0 {
+		return -1
+	}
+	for s := off / SectorSize; s*SectorSize < off+n; s++ {
+		if !d.bad[s] {
+			continue
+		}
+		if s*SectorSize < off || (s+1)*SectorSize > off+n {
+			return s
+		}
+		delete(d.bad, s)
+	}
+	return -1
+}
+
+// ReadAt reads at off; at a bad sector it returns the bytes before it and
+// a *MediaError.
+func (d *Dev) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if err := d.enter(ctx); err != nil {
+		return 0, err
+	}
+	d.reads.Add(1)
+	if b := d.firstBad(off, int64(len(p))); b >= 0 {
+		good := max(b*SectorSize-off, 0)
+		n, err := d.f.ReadAt(p[:good], off)
+		if err != nil {
+			return n, err
+		}
+		return n, &MediaError{Op: "read", Sector: b}
+	}
+	return d.f.ReadAt(p, off)
+}
+
+func (d *Dev) write(ctx context.Context, p []byte, off int64) (int, error) {
+	if err := d.enter(ctx); err != nil {
+		return 0, err
+	}
+	d.mu.Lock()
+	ro := d.readOnly
+	d.mu.Unlock()
+	if ro {
+		return 0, syscall.EROFS
+	}
+	d.writes.Add(1)
+	if b := d.clear(off, int64(len(p))); b >= 0 {
+		return 0, &MediaError{Op: "write", Sector: b}
+	}
+	return d.f.WriteAt(p, off)
+}
+
+// WriteAt writes at off, clearing the bad sectors it covers whole.
+func (d *Dev) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
+	return d.write(ctx, p, off)
+}
+
+// WriteAtFUA is WriteAt, then durable.
+func (d *Dev) WriteAtFUA(ctx context.Context, p []byte, off int64) (int, error) {
+	n, err := d.write(ctx, p, off)
+	if err != nil {
+		return n, err
+	}
+	d.fua.Add(1)
+	return n, d.f.Sync()
+}
+
+// WriteZeroes zeroes [off, off+n) (in the file: FALLOC_FL_ZERO_RANGE) and
+// clears the bad sectors it covers whole.
+func (d *Dev) WriteZeroes(ctx context.Context, off, n int64) error {
+	if err := d.enter(ctx); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	ro := d.readOnly
+	d.mu.Unlock()
+	if ro {
+		return syscall.EROFS
+	}
+	d.zeroes.Add(1)
+	d.zeroBytes.Add(n)
+	d.lastZero.Store(&[2]int64{off, n})
+	if b := d.clear(off, n); b >= 0 {
+		return &MediaError{Op: "write zeroes", Sector: b}
+	}
+	return d.control(func(fd int) error {
+		return unix.Fallocate(fd, unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+	})
+}
+
+// Discard counts the hint and changes nothing.
+func (d *Dev) Discard(ctx context.Context, off, n int64) error {
+	if err := d.enter(ctx); err != nil {
+		return err
+	}
+	d.discards.Add(1)
+	d.discardBytes.Add(n)
+	d.lastDiscard.Store(&[2]int64{off, n})
+	return nil
+}
+
+// Flush makes written data durable (fdatasync of the file).
+func (d *Dev) Flush(ctx context.Context) error {
+	if err := d.enter(ctx); err != nil {
+		return err
+	}
+	d.flushes.Add(1)
+	return d.control(unix.Fdatasync)
+}
+
+// control runs fn on the file's descriptor, holding it against Close.
+func (d *Dev) control(fn func(fd int) error) error {
+	raw, err := d.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := raw.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
