@@ -294,3 +294,18 @@ func TestResolve(t *testing.T) {
 		}
 	}
 }
+
+// A directory served by a live daemon is not taken over.
+func TestMountRefusesALiveMount(t *testing.T) {
+	fs := mount(t, Options{})
+	if other, err := Mount(fs.Dir(), Options{}); !errors.Is(err, ErrMounted) {
+		if err == nil {
+			other.Close()
+		}
+		t.Errorf("second Mount on %s: %v, want ErrMounted", fs.Dir(), err)
+	}
+	add(t, fs, "a", Attr{Size: 512})
+	if _, err := os.Stat(fs.Path("a")); err != nil {
+		t.Errorf("the first mount after a refused second: %v", err)
+	}
+}

@@ -168,8 +168,10 @@ func clearDeadMount(dir string) error {
 	if err != nil || !ok {
 		return err
 	}
-	var st unix.Stat_t
-	err = unix.Stat(dir, &st)
+	// statfs always asks the server (a stat may be answered from the
+	// kernel's cache); a dead connection answers ENOTCONN.
+	var sfs unix.Statfs_t
+	err = unix.Statfs(dir, &sfs)
 	if err == nil {
 		return fmt.Errorf("%s (%s, %s): %w", dir, m.FSType, m.Source, ErrMounted)
 	}
@@ -223,7 +225,8 @@ func (fs *FS) Settings() Settings {
 // detaches the mount lazily and aborts the FUSE connection: every later
 // I/O on such files fails with EIO (ENOTCONN), as after a crash of the
 // daemon, and the filesystem on top must be unmounted and mounted again
-// on a new export.
+// on a new export. Close then returns an error matching ErrBusy, having
+// done all that.
 func (fs *FS) Close() error {
 	fs.mu.Lock()
 	if fs.closed {
@@ -241,6 +244,8 @@ func (fs *FS) Close() error {
 		if aerr := abortConnection(fs.dev); aerr != nil {
 			return fmt.Errorf("unmount %s: %v; abort the connection: %w", fs.dir, err, aerr)
 		}
+		fs.served.Wait()
+		return fmt.Errorf("%s: files were still open (%v): detached lazily, connection aborted: %w", fs.dir, err, ErrBusy)
 	}
 	fs.served.Wait()
 	return nil

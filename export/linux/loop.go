@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -74,7 +75,9 @@ type LoopInfo struct {
 const loopControl = "/dev/loop-control"
 
 // AttachLoop binds a free loop device to backing, the way `losetup -f
-// --show` does but in one LOOP_CONFIGURE call, and returns it. Another
+// --show` does but in one LOOP_CONFIGURE call, and returns it. A loop not
+// configured ReadOnly is made writable (BLKROSET 0): the kernel keeps a
+// BLKROSET across a detach, for the next user of the device. Another
 // process may take the free device between LOOP_CTL_GET_FREE and
 // LOOP_CONFIGURE; AttachLoop then asks for another.
 func AttachLoop(backing *os.File, c LoopConfig) (Loop, error) {
@@ -127,6 +130,14 @@ func AttachLoop(backing *os.File, c LoopConfig) (Loop, error) {
 		info, err := unix.IoctlLoopGetStatus64(fd)
 		if err == nil && c.DirectIO && info.Flags&unix.LO_FLAGS_DIRECT_IO == 0 {
 			err = ErrNoDirectIO
+		}
+		if err == nil && !c.ReadOnly {
+			// BLKROSET outlives a loop's binding: a read-only flag a
+			// previous user of this loop device set would be inherited.
+			v := int32(0)
+			if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKROSET, uintptr(unsafe.Pointer(&v))); e != 0 {
+				err = fmt.Errorf("BLKROSET: %w", e)
+			}
 		}
 		var st unix.Stat_t
 		if err == nil {
