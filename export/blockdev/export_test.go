@@ -341,3 +341,18 @@ func TestClose(t *testing.T) {
 		t.Errorf("devfs close after the manager's: %v", err)
 	}
 }
+
+func TestNewRefusesSharedLinkDirs(t *testing.T) {
+	r := newRig(t)
+	shared := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(shared, 0o1777)
+	if _, err := New(r.fs, Options{LinkDir: shared, MapperLinks: MapperOff}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("New with a world-writable link directory: %v, want ErrInvalid", err)
+	}
+	if _, err := New(r.fs, Options{LinkDir: "relative", MapperLinks: MapperOff}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("New with a relative link directory: %v, want ErrInvalid", err)
+	}
+}

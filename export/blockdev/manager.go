@@ -104,7 +104,8 @@ type Manager struct {
 }
 
 // New returns a Manager for the device files of fs: it makes LinkDir (and
-// MapperDir when needed) if missing.
+// MapperDir when needed) if missing, and refuses ones that others can
+// write to.
 func New(fs *devfs.FS, o Options) (*Manager, error) {
 	o = o.withDefaults()
 	if !filepath.IsAbs(o.LinkDir) || !filepath.IsAbs(o.MapperDir) {
@@ -123,11 +124,22 @@ func New(fs *devfs.FS, o Options) (*Manager, error) {
 		dirs = append(dirs, o.MapperDir)
 	}
 	for _, d := range dirs {
-		if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
+		fi, err := os.Stat(d)
+		if errors.Is(err, os.ErrNotExist) {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				return nil, err
 			}
 			m.created = append(m.created, d)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		// Links are made and removed by name: in a directory others can
+		// write to, someone could swap a name between the check and the
+		// change.
+		if !fi.IsDir() || fi.Mode().Perm()&0o022 != 0 {
+			return nil, fmt.Errorf("link directory %s must be a directory only its owner can write to (mode %v): %w", d, fi.Mode(), ErrInvalid)
 		}
 	}
 	return m, nil

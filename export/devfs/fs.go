@@ -123,6 +123,7 @@ func Mount(dir string, o Options) (*FS, error) {
 		FsName:             "daxstack",
 		Name:               "daxstack",
 		DirectMount:        os.Geteuid() == 0,
+		DirectMountStrict:  os.Geteuid() == 0,
 		DirectMountFlags:   syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC,
 		MaxWrite:           o.MaxWrite,
 		MaxBackground:      o.MaxBackground,

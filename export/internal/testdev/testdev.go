@@ -46,11 +46,16 @@ type Counts struct {
 type Dev struct {
 	f *os.File
 
-	mu       sync.Mutex
-	bad      map[int64]bool // bad sectors
-	resumed  chan struct{}  // nil when not suspended; closed at resume
-	readOnly bool
-	size     int64
+	mu      sync.Mutex
+	bad     map[int64]bool // bad sectors
+	resumed chan struct{}  // nil when not suspended; closed at resume
+	size    int64
+	ro      atomic.Bool
+
+	// Lock-free fast paths: whether any sector is bad, and the channel
+	// of a suspend.
+	nbad    atomic.Int64
+	suspend atomic.Pointer[chan struct{}]
 
 	reads, writes, fua, zeroes, discards, flushes atomic.Int64
 	zeroBytes, discardBytes                       atomic.Int64
@@ -93,6 +98,7 @@ func (d *Dev) setBad(sector, count int64, bad bool) {
 			delete(d.bad, s)
 		}
 	}
+	d.nbad.Store(int64(len(d.bad)))
 }
 
 // Bad returns the bad sectors, sorted.
@@ -113,6 +119,7 @@ func (d *Dev) Suspend() {
 	defer d.mu.Unlock()
 	if d.resumed == nil {
 		d.resumed = make(chan struct{})
+		d.suspend.Store(&d.resumed)
 	}
 }
 
@@ -123,14 +130,13 @@ func (d *Dev) Resume() {
 	if d.resumed != nil {
 		close(d.resumed)
 		d.resumed = nil
+		d.suspend.Store(nil)
 	}
 }
 
 // SetReadOnly makes writes fail with EROFS.
 func (d *Dev) SetReadOnly(ro bool) {
-	d.mu.Lock()
-	d.readOnly = ro
-	d.mu.Unlock()
+	d.ro.Store(ro)
 }
 
 // Resize changes the size of the backing file.
@@ -166,6 +172,9 @@ func last(p *atomic.Pointer[[2]int64]) (int64, int64) {
 
 // enter waits while the device is suspended.
 func (d *Dev) enter(ctx context.Context) error {
+	if d.suspend.Load() == nil {
+		return nil
+	}
 	for {
 		d.mu.Lock()
 		ch := d.resumed
@@ -183,6 +192,9 @@ func (d *Dev) enter(ctx context.Context) error {
 
 // firstBad returns the first bad sector in [off, off+n), or -1.
 func (d *Dev) firstBad(off, n int64) int64 {
+	if d.nbad.Load() == 0 {
+		return -1
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.bad) == 0 {
@@ -199,6 +211,9 @@ func (d *Dev) firstBad(off, n int64) int64 {
 // clear removes the bad sectors [off, off+n) covers whole; it returns the
 // first bad sector the range covers only in part, or -1.
 func (d *Dev) clear(off, n int64) int64 {
+	if d.nbad.Load() == 0 {
+		return -1
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.bad) == 0 {
@@ -213,6 +228,7 @@ func (d *Dev) clear(off, n int64) int64 {
 		}
 		delete(d.bad, s)
 	}
+	d.nbad.Store(int64(len(d.bad)))
 	return -1
 }
 
@@ -238,10 +254,7 @@ func (d *Dev) write(ctx context.Context, p []byte, off int64) (int, error) {
 	if err := d.enter(ctx); err != nil {
 		return 0, err
 	}
-	d.mu.Lock()
-	ro := d.readOnly
-	d.mu.Unlock()
-	if ro {
+	if d.ro.Load() {
 		return 0, syscall.EROFS
 	}
 	d.writes.Add(1)
@@ -272,10 +285,7 @@ func (d *Dev) WriteZeroes(ctx context.Context, off, n int64) error {
 	if err := d.enter(ctx); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	ro := d.readOnly
-	d.mu.Unlock()
-	if ro {
+	if d.ro.Load() {
 		return syscall.EROFS
 	}
 	d.zeroes.Add(1)
