@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/daxstack/daxstack/export/devfs"
 	"github.com/daxstack/daxstack/export/internal/testdev"
@@ -216,4 +216,3 @@ func loadavg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
-

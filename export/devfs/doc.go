@@ -21,8 +21,8 @@
 //
 //   - No page cache: every open is direct I/O (FOPEN_DIRECT_IO), so a
 //     change to the device (a write through another path, an injected
-//     error, a clear) shows at once. Shared writable mmap is refused
-//     (ENODEV), as FUSE does for direct-I/O files.
+//     error, a clear) shows at once. A shared mmap is refused (ENODEV), as
+//     FUSE does for direct-I/O files; a private one is a copy.
 //   - A read fails exactly where the device's read fails: the good
 //     sectors before a bad one are returned as a short read and the next
 //     read fails, so a direct-I/O loop device over the file fails exactly
@@ -35,7 +35,8 @@
 //   - A read-only device refuses opens for writing, and writes, with
 //     EROFS. Writes past the end fail with ENOSPC; the size can't be
 //     changed from outside (EPERM), but open(O_TRUNC) is ignored, as on a
-//     block device.
+//     block device (and so is truncate(2) by path to 0, which the kernel
+//     sends the same way).
 //   - A suspended device's I/O waits in the Device; a signal to the
 //     waiting process (a FUSE interrupt) ends the wait with EINTR.
 //   - Inode numbers are stable: the file keeps its number through renames
@@ -56,7 +57,7 @@
 // losetup. Clients can't rename, remove or create anything (EPERM).
 //
 // Tuning (measured in export/blockdev's benchmark): requests up to
-// DefaultMaxWrite (just under 1 MiB), DefaultMaxBackground asynchronous
+// DefaultMaxWrite (1 MiB), DefaultMaxBackground asynchronous
 // requests in flight, asynchronous direct I/O (FUSE_ASYNC_DIO) so that a
 // loop's requests reach the server in parallel, parallel direct writes
 // (FOPEN_PARALLEL_DIRECT_WRITES), no FLUSH at close (FOPEN_NOFLUSH), no

@@ -38,10 +38,12 @@ type Options struct {
 	Debug bool
 }
 
-// Defaults of Options. MaxWrite stays below 1 MiB: go-fuse logs a splice
-// warning on every read at 1 MiB.
+// Defaults of Options. MaxWrite is the kernel's largest (256 pages): a
+// loop's 1 MiB request is one FUSE request, not 1020 KiB and 4 KiB. (go-fuse
+// logs a warning on every 1 MiB read when it may splice; devfs never
+// splices.)
 const (
-	DefaultMaxWrite      = 1<<20 - 4096
+	DefaultMaxWrite      = 1 << 20
 	DefaultMaxBackground = 128
 	DefaultMode          = 0o660
 )
@@ -90,7 +92,7 @@ func Mount(dir string, o Options) (*FS, error) {
 	if o.Mode == 0 {
 		o.Mode = DefaultMode
 	}
-	o.Mode &= 0o7777
+	o.Mode &= 0o777
 	if o.MaxWrite == 0 {
 		o.MaxWrite = DefaultMaxWrite
 	}

@@ -299,3 +299,28 @@ func TestSuspend(t *testing.T) {
 		t.Fatal("a killed reader of a suspended device did not exit")
 	}
 }
+
+// No page cache, so no shared mapping (FUSE refuses one on a direct-I/O
+// file); a private one is a copy.
+func TestMmap(t *testing.T) {
+	fs := mount(t, Options{})
+	add(t, fs, "a", Attr{Size: 1 << 20})
+	f := openFile(t, fs.Path("a"), os.O_RDWR)
+	if m, err := unix.Mmap(int(f.Fd()), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); !errors.Is(err, syscall.ENODEV) {
+		if err == nil {
+			unix.Munmap(m)
+		}
+		t.Errorf("shared writable mmap: %v, want ENODEV", err)
+	}
+	if m, err := unix.Mmap(int(f.Fd()), 0, 4096, unix.PROT_READ, unix.MAP_SHARED); !errors.Is(err, syscall.ENODEV) {
+		if err == nil {
+			unix.Munmap(m)
+		}
+		t.Errorf("shared read-only mmap: %v, want ENODEV", err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, 4096, unix.PROT_READ, unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatalf("private mmap: %v", err)
+	}
+	unix.Munmap(m)
+}
