@@ -21,7 +21,8 @@ import (
 
 // BenchmarkFio measures fio (libaio, O_DIRECT) on the block device of an
 // export (a direct-I/O loop over the devfs file, served by a test device
-// doing pread/pwrite on a leaf file) against a direct-I/O loop device
+// that copies from and to a shared mapping of a leaf file, as the engine's
+// file leaves do) against a direct-I/O loop device
 // straight on the same leaf file, in one run: sequential 1 MiB reads and
 // writes at queue depth 16, random 4 KiB reads and writes at queue depth
 // 32. The two alternate, round by round, so both see the same machine; the
@@ -31,7 +32,8 @@ import (
 // DAXSTACK_BENCH_DIR) so that neither side waits for a disk. Rounds and
 // seconds per fio run: DAXSTACK_BENCH_ROUNDS (5), DAXSTACK_BENCH_SECONDS
 // (3). The devfs mount's MaxWrite and MaxBackground:
-// DAXSTACK_BENCH_MAXWRITE, DAXSTACK_BENCH_MAXBG (defaults of devfs).
+// DAXSTACK_BENCH_MAXWRITE, DAXSTACK_BENCH_MAXBG (defaults of devfs);
+// DAXSTACK_BENCH_SYNCDIO=1 turns asynchronous direct I/O off.
 //
 //	go test ./export/blockdev -run '^$' -bench Fio -benchtime 1x
 func BenchmarkFio(b *testing.B) {
@@ -51,7 +53,7 @@ func BenchmarkFio(b *testing.B) {
 	}
 	b.Cleanup(func() { os.RemoveAll(leafDir) })
 	leaf := filepath.Join(leafDir, "leaf")
-	d, err := testdev.New(leaf, size)
+	d, err := testdev.NewMapped(leaf, size)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -64,6 +66,7 @@ func BenchmarkFio(b *testing.B) {
 	fs, err := devfs.Mount(filepath.Join(b.TempDir(), "dev"), devfs.Options{
 		MaxWrite:      envInt("DAXSTACK_BENCH_MAXWRITE", 0),
 		MaxBackground: envInt("DAXSTACK_BENCH_MAXBG", 0),
+		SyncDIO:       os.Getenv("DAXSTACK_BENCH_SYNCDIO") == "1",
 	})
 	if err != nil {
 		b.Fatal(err)

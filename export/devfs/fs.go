@@ -32,6 +32,10 @@ type Options struct {
 	// a loop device) the kernel keeps in flight; 0 means
 	// DefaultMaxBackground.
 	MaxBackground int
+	// SyncDIO turns asynchronous direct I/O (FUSE_ASYNC_DIO) off, for
+	// measuring it: the requests of one direct-I/O read or write then
+	// reach the server one at a time.
+	SyncDIO bool
 	// Logger gets go-fuse's diagnostics; nil means the log package's.
 	Logger *log.Logger
 	// Debug logs every FUSE request.
@@ -137,7 +141,7 @@ func Mount(dir string, o Options) (*FS, error) {
 		DisableSplice: true,
 		// Async direct I/O: the requests of one direct-I/O read or write
 		// (a loop's) go to the server in parallel, not one at a time.
-		ExtraCapabilities: fuse.CAP_ASYNC_DIO,
+		ExtraCapabilities: asyncDIO(o.SyncDIO),
 		Logger:            o.Logger,
 		Debug:             o.Debug,
 	}
@@ -162,6 +166,13 @@ func Mount(dir string, o Options) (*FS, error) {
 	}
 	fs.dev = st.Dev
 	return fs, nil
+}
+
+func asyncDIO(off bool) uint64 {
+	if off {
+		return 0
+	}
+	return fuse.CAP_ASYNC_DIO
 }
 
 // clearDeadMount unmounts a FUSE mount on dir whose server is gone, and
@@ -203,7 +214,7 @@ type Settings struct {
 	MaxWrite      int
 	MaxBackground int
 	MaxReadAhead  uint32
-	AsyncDIO      bool // the kernel offered FUSE_ASYNC_DIO
+	AsyncDIO      bool // asynchronous direct I/O agreed
 	AsyncRead     bool
 	ParallelDirs  bool
 }
@@ -216,7 +227,7 @@ func (fs *FS) Settings() Settings {
 		MaxWrite:      fs.opts.MaxWrite,
 		MaxBackground: fs.opts.MaxBackground,
 		MaxReadAhead:  k.MaxReadAhead,
-		AsyncDIO:      k.Flags64()&fuse.CAP_ASYNC_DIO != 0,
+		AsyncDIO:      !fs.opts.SyncDIO && k.Flags64()&fuse.CAP_ASYNC_DIO != 0,
 		AsyncRead:     k.Flags64()&fuse.CAP_ASYNC_READ != 0,
 		ParallelDirs:  k.Flags64()&fuse.CAP_PARALLEL_DIROPS != 0,
 	}

@@ -8,7 +8,9 @@ package testdev
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"sync"
@@ -44,7 +46,8 @@ type Counts struct {
 // Dev is a file-backed device. It implements devfs.Device (and
 // devfs.FUAWriter).
 type Dev struct {
-	f *os.File
+	f   *os.File
+	mem []byte // the file's mapping (NewMapped), or nil
 
 	mu      sync.Mutex
 	bad     map[int64]bool // bad sectors
@@ -76,11 +79,34 @@ func New(path string, size int64) (*Dev, error) {
 	return &Dev{f: f, bad: map[int64]bool{}, size: size}, nil
 }
 
+// NewMapped is New, with reads and writes copying from and to a shared
+// mapping of the file, as the engine's file leaves do (no system call per
+// I/O). Resize is refused.
+func NewMapped(path string, size int64) (*Dev, error) {
+	d, err := New(path, size)
+	if err != nil {
+		return nil, err
+	}
+	m, err := unix.Mmap(int(d.f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		d.f.Close()
+		return nil, err
+	}
+	d.mem = m
+	return d, nil
+}
+
 // File is the backing file (for tests that look at the bytes).
 func (d *Dev) File() *os.File { return d.f }
 
-// Close closes the backing file.
-func (d *Dev) Close() error { return d.f.Close() }
+// Close closes the backing file (and unmaps it).
+func (d *Dev) Close() error {
+	if d.mem != nil {
+		unix.Munmap(d.mem)
+		d.mem = nil
+	}
+	return d.f.Close()
+}
 
 // SetBad marks count sectors from sector bad; SetGood clears them.
 func (d *Dev) SetBad(sector, count int64) { d.setBad(sector, count, true) }
@@ -141,6 +167,9 @@ func (d *Dev) SetReadOnly(ro bool) {
 
 // Resize changes the size of the backing file.
 func (d *Dev) Resize(size int64) error {
+	if d.mem != nil {
+		return fmt.Errorf("testdev: a mapped device can't be resized: %w", syscall.EINVAL)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.size = size
@@ -241,13 +270,37 @@ func (d *Dev) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	d.reads.Add(1)
 	if b := d.firstBad(off, int64(len(p))); b >= 0 {
 		good := max(b*SectorSize-off, 0)
-		n, err := d.f.ReadAt(p[:good], off)
+		n, err := d.readAt(p[:good], off)
 		if err != nil {
 			return n, err
 		}
 		return n, &MediaError{Op: "read", Sector: b}
 	}
+	return d.readAt(p, off)
+}
+
+func (d *Dev) readAt(p []byte, off int64) (int, error) {
+	if d.mem != nil {
+		if off >= int64(len(d.mem)) {
+			return 0, io.EOF
+		}
+		n := copy(p, d.mem[off:])
+		if n < len(p) {
+			return n, io.EOF
+		}
+		return n, nil
+	}
 	return d.f.ReadAt(p, off)
+}
+
+func (d *Dev) writeAt(p []byte, off int64) (int, error) {
+	if d.mem != nil {
+		if off+int64(len(p)) > int64(len(d.mem)) {
+			return 0, syscall.ENOSPC
+		}
+		return copy(d.mem[off:], p), nil
+	}
+	return d.f.WriteAt(p, off)
 }
 
 func (d *Dev) write(ctx context.Context, p []byte, off int64) (int, error) {
@@ -261,7 +314,7 @@ func (d *Dev) write(ctx context.Context, p []byte, off int64) (int, error) {
 	if b := d.clear(off, int64(len(p))); b >= 0 {
 		return 0, &MediaError{Op: "write", Sector: b}
 	}
-	return d.f.WriteAt(p, off)
+	return d.writeAt(p, off)
 }
 
 // WriteAt writes at off, clearing the bad sectors it covers whole.
@@ -294,9 +347,26 @@ func (d *Dev) WriteZeroes(ctx context.Context, off, n int64) error {
 	if b := d.clear(off, n); b >= 0 {
 		return &MediaError{Op: "write zeroes", Sector: b}
 	}
-	return d.control(func(fd int) error {
+	if d.mem != nil {
+		clear(d.mem[off : off+n])
+		return nil
+	}
+	err := d.control(func(fd int) error {
 		return unix.Fallocate(fd, unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, n)
 	})
+	if !errors.Is(err, syscall.EOPNOTSUPP) {
+		return err
+	}
+	// tmpfs has no FALLOC_FL_ZERO_RANGE.
+	zeros := make([]byte, min(n, 1<<20))
+	for done := int64(0); done < n; {
+		k := min(n-done, int64(len(zeros)))
+		if _, err := d.f.WriteAt(zeros[:k], off+done); err != nil {
+			return err
+		}
+		done += k
+	}
+	return nil
 }
 
 // Discard counts the hint and changes nothing.
@@ -316,6 +386,9 @@ func (d *Dev) Flush(ctx context.Context) error {
 		return err
 	}
 	d.flushes.Add(1)
+	if d.mem != nil {
+		return unix.Msync(d.mem, unix.MS_SYNC)
+	}
 	return d.control(unix.Fdatasync)
 }
 
