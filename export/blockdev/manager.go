@@ -219,8 +219,11 @@ func (m *Manager) Add(name string, d devfs.Device, a devfs.Attr) (Export, error)
 		m.fs.Remove(name, true)
 		return Export{}, fmt.Errorf("export %s: %w", name, err)
 	}
+	e.Links = links
+	x := e.Export
+	x.Links = append([]string(nil), links...)
 	m.put(e)
-	return e.Export, nil
+	return x, nil
 }
 
 // attach binds a loop to the device file.
@@ -245,7 +248,8 @@ func (m *Manager) attach(name string, ro bool) (*export, error) {
 	return &export{Export: Export{Name: name, Loop: l, ReadOnly: ro}}, nil
 }
 
-// link makes the links of e; on an error it removes the ones it made.
+// link makes the links to e's loop; on an error it removes the ones it
+// made.
 func (m *Manager) link(e *export, paths []string) error {
 	for i, p := range paths {
 		if err := makeLink(e.Loop.Path, p); err != nil {
@@ -255,7 +259,6 @@ func (m *Manager) link(e *export, paths []string) error {
 			return fmt.Errorf("link %s: %w", p, err)
 		}
 	}
-	e.Links = append([]string(nil), paths...)
 	return nil
 }
 
@@ -312,13 +315,20 @@ func (m *Manager) Remove(name string, force bool) (Removed, error) {
 
 // teardown undoes e: device file, claim, freeze, loop, links. Unforced,
 // the device file goes first, so that a client who opened it since the
-// usage check refuses the removal with nothing changed.
+// usage check refuses the removal with nothing changed. Once under way,
+// the export is out of the index whatever fails.
 func (m *Manager) teardown(e *export, force bool) (Removed, error) {
 	if !force {
-		if err := m.fs.Remove(e.Name, false); err != nil && !errors.Is(err, devfs.ErrNotFound) {
+		err := m.fs.Remove(e.Name, false)
+		if errors.Is(err, devfs.ErrBusy) {
+			n, _ := m.fs.Users(e.Name)
+			return Removed{}, &BusyError{Name: e.Name, Usage: Usage{FileUsers: n}}
+		}
+		if err != nil && !errors.Is(err, devfs.ErrNotFound) {
 			return Removed{}, err
 		}
 	}
+	m.drop(e)
 	var errs []error
 	if e.Frozen != "" {
 		if err := linux.Thaw(e.Frozen); err != nil && !errors.Is(err, syscall.EINVAL) {
@@ -346,7 +356,6 @@ func (m *Manager) teardown(e *export, force bool) (Removed, error) {
 	for _, p := range e.Links {
 		errs = append(errs, removeLink(p, e.Loop.Path))
 	}
-	m.drop(e)
 	return Removed{Deferred: deferred}, errors.Join(errs...)
 }
 
@@ -374,18 +383,18 @@ func (m *Manager) Rename(old, new string) error {
 	if err := m.fs.Rename(old, new); err != nil {
 		return err
 	}
-	oldLinks := e.Links
 	if err := m.link(e, links); err != nil {
 		m.fs.Rename(new, old)
 		return fmt.Errorf("rename %s to %s: %w", old, new, err)
 	}
+	m.drop(e)
+	oldLinks := e.Links
+	e.Name, e.Links = new, links
+	m.put(e)
 	var errs []error
 	for _, p := range oldLinks {
 		errs = append(errs, removeLink(p, e.Loop.Path))
 	}
-	m.drop(e)
-	e.Name = new
-	m.put(e)
 	return errors.Join(errs...)
 }
 
