@@ -26,7 +26,9 @@ import (
 // straight on the same leaf file, in one run: sequential 1 MiB reads and
 // writes at queue depth 16, random 4 KiB reads and writes at queue depth
 // 32. The two alternate, round by round, so both see the same machine; the
-// metric is the median over rounds and the ratio of medians.
+// metric is the median over rounds and the ratio of medians. The *Lent
+// reads go through a second export of the same leaf whose device lends its
+// bytes (devfs.ReadLender) instead of copying them out.
 //
 // The leaf lives in memory (a directory under /dev/shm, or
 // DAXSTACK_BENCH_DIR) so that neither side waits for a disk. Rounds and
@@ -82,6 +84,12 @@ func BenchmarkFio(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The same leaf again, through a device that lends its bytes
+	// (devfs.ReadLender): one copy per read instead of two.
+	xl, err := m.Add("lent", testdev.Lending{Dev: d}, devfs.Attr{Size: size})
+	if err != nil {
+		b.Fatal(err)
+	}
 	lf, err := os.OpenFile(leaf, os.O_RDWR, 0)
 	if err != nil {
 		b.Fatal(err)
@@ -97,19 +105,25 @@ func BenchmarkFio(b *testing.B) {
 	for _, job := range []struct {
 		name, rw, bs string
 		depth        int
-		random       bool
+		random, lent bool
 	}{
-		{"SeqRead1M", "read", "1M", 16, false},
-		{"SeqWrite1M", "write", "1M", 16, false},
-		{"RandRead4K", "randread", "4k", 32, true},
-		{"RandWrite4K", "randwrite", "4k", 32, true},
+		{"SeqRead1M", "read", "1M", 16, false, false},
+		{"SeqRead1MLent", "read", "1M", 16, false, true},
+		{"SeqWrite1M", "write", "1M", 16, false, false},
+		{"RandRead4K", "randread", "4k", 32, true, false},
+		{"RandRead4KLent", "randread", "4k", 32, true, true},
+		{"RandWrite4K", "randwrite", "4k", 32, true, false},
 	} {
+		ours := x.Loop.Path
+		if job.lent {
+			ours = xl.Loop.Path
+		}
 		b.Run(job.name, func(b *testing.B) {
-			var ours, theirs []float64
+			var mine, theirs []float64
 			var cpu time.Duration // the server's (this process's) CPU time in the export's runs
 			var work float64      // bytes (sequential) or I/Os (random) it served
 			for r := 0; r < rounds; r++ {
-				for _, side := range []string{base.Path, x.Loop.Path} {
+				for _, side := range []string{base.Path, ours} {
 					c0 := cpuTime()
 					v, err := fio(side, job.rw, job.bs, job.depth, secs, job.random)
 					if err != nil {
@@ -118,7 +132,7 @@ func BenchmarkFio(b *testing.B) {
 					if side == base.Path {
 						theirs = append(theirs, v)
 					} else {
-						ours = append(ours, v)
+						mine = append(mine, v)
 						cpu += cpuTime() - c0
 						work += v * (float64(secs) + 0.5) // fio ramps up for half a second
 					}
@@ -128,7 +142,7 @@ func BenchmarkFio(b *testing.B) {
 			if job.random {
 				unit = "IOPS"
 			}
-			mo, mt := median(ours), median(theirs)
+			mo, mt := median(mine), median(theirs)
 			b.ReportMetric(mo, unit)
 			b.ReportMetric(mt, "baseline-"+unit)
 			b.ReportMetric(mo/mt, "ratio")
@@ -137,7 +151,7 @@ func BenchmarkFio(b *testing.B) {
 			} else {
 				b.ReportMetric(cpu.Seconds()/(work/1e3), "server-cpu-s/GB")
 			}
-			b.Logf("%s: export %s, baseline %s %s; per round ratios %s; load %s", job.name, fmtList(ours), fmtList(theirs), unit, ratios(ours, theirs), loadavg())
+			b.Logf("%s: export %s, baseline %s %s; per round ratios %s; load %s", job.name, fmtList(mine), fmtList(theirs), unit, ratios(mine, theirs), loadavg())
 		})
 	}
 }

@@ -3,6 +3,7 @@ package blockdev
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/daxstack/daxstack/export/devfs"
+	"github.com/daxstack/daxstack/export/internal/testdev"
 	"github.com/daxstack/daxstack/export/linux"
 )
 
@@ -61,10 +63,34 @@ func TestAddRemove(t *testing.T) {
 }
 
 // I/O through the block device reaches the device at once, both ways, and
-// a failure is exactly the bad sectors.
+// a failure is exactly the bad sectors; for a device read with ReadAt and
+// for one that lends its bytes.
 func TestIOThroughTheLoop(t *testing.T) {
-	r := newRig(t)
-	d, x := r.add("a", 8<<20, false)
+	for _, lending := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lending=%v", lending), func(t *testing.T) {
+			r := newRig(t)
+			var d *testdev.Dev
+			var x Export
+			if lending {
+				var err error
+				d, err = testdev.NewMapped(filepath.Join(t.TempDir(), "a.img"), 8<<20)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer d.Close()
+				x = r.export("a", testdev.Lending{Dev: d}, 8<<20, false)
+			} else {
+				d, x = r.add("a", 8<<20, false)
+			}
+			testIOThroughTheLoop(t, d, x)
+			if c := d.Counts(); (c.Lends > 0) != lending {
+				t.Errorf("counts %+v, lending %v", c, lending)
+			}
+		})
+	}
+}
+
+func testIOThroughTheLoop(t *testing.T, d *testdev.Dev, x Export) {
 	b := openDirect(t, x.Links[0], os.O_RDWR)
 	d.File().WriteAt(bytes.Repeat([]byte("under"), 1024), 1<<20)
 	got, err := b.readAt(1<<20, 4096)

@@ -58,11 +58,16 @@ func newRig(t *testing.T) *rig {
 func (r *rig) add(name string, size int64, ro bool) (*testdev.Dev, Export) {
 	r.t.Helper()
 	d := r.dev(name, size)
+	return d, r.export(name, d, size, ro)
+}
+
+func (r *rig) export(name string, d devfs.Device, size int64, ro bool) Export {
+	r.t.Helper()
 	x, err := r.m.Add(name, d, devfs.Attr{Size: size, ReadOnly: ro})
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	return d, x
+	return x
 }
 
 func (r *rig) dev(name string, size int64) *testdev.Dev {

@@ -50,6 +50,23 @@ type FUAWriter interface {
 	WriteAtFUA(ctx context.Context, p []byte, off int64) (n int, err error)
 }
 
+// ReadLender is implemented by a Device that can lend the bytes it holds
+// instead of copying them out (slices of its mapping of a leaf): devfs
+// hands the slices to the kernel, which copies them once, straight into
+// the client's pages. A read then costs one copy instead of two (ReadAt
+// into devfs's buffer, then the kernel's copy from it).
+type ReadLender interface {
+	// LendAt returns up to n bytes at off as pieces, in order, with what
+	// ReadAt would have returned as error: at a bad sector the pieces
+	// hold the good bytes before it. release (which may be nil) is called
+	// once the kernel has copied the bytes; until then they must stay
+	// mapped. They are read while other requests may write them, as a
+	// block device orders no overlapping reads and writes. Lend only
+	// memory whose reading can't fault: a fault in the kernel's copy fails
+	// the request with EIO.
+	LendAt(ctx context.Context, off int64, n int) (p [][]byte, release func(), err error)
+}
+
 // Attr is what the kernel shows of a device file.
 type Attr struct {
 	// Size in bytes: the file's size and the end of its I/O.

@@ -318,10 +318,11 @@ func (fs *FS) internalIntent(c *fuse.Caller) *intent {
 
 // node is one device file.
 type node struct {
-	id  uint64 // FUSE node id
-	ino uint64
-	dev Device
-	fua FUAWriter // dev's, or nil
+	id   uint64 // FUSE node id
+	ino  uint64
+	dev  Device
+	fua  FUAWriter  // dev's, or nil
+	lend ReadLender // dev's, or nil
 
 	size atomic.Int64
 	ro   atomic.Bool

@@ -34,15 +34,48 @@ func mount(t *testing.T, o Options) *FS {
 // add adds a device file of a fresh test device.
 func add(t *testing.T, fs *FS, name string, a Attr) *testdev.Dev {
 	t.Helper()
-	d, err := testdev.New(filepath.Join(t.TempDir(), name+".img"), a.Size)
+	return addAs(t, fs, name, a, false)
+}
+
+// addAs is add, of a device that lends its bytes (ReadLender) if lending.
+func addAs(t *testing.T, fs *FS, name string, a Attr, lending bool) *testdev.Dev {
+	t.Helper()
+	var d *testdev.Dev
+	var err error
+	if lending {
+		d, err = testdev.NewMapped(filepath.Join(t.TempDir(), name+".img"), a.Size)
+	} else {
+		d, err = testdev.New(filepath.Join(t.TempDir(), name+".img"), a.Size)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	if err := fs.Add(name, d, a); err != nil {
+	var dev Device = d
+	if lending {
+		dev = testdev.Lending{Dev: d}
+	}
+	if err := fs.Add(name, dev, a); err != nil {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// readPaths runs f for a device read with ReadAt and for one that lends
+// its bytes, and checks that the path meant was taken.
+func readPaths(t *testing.T, f func(t *testing.T, lending bool) *testdev.Dev) {
+	for _, lending := range []bool{false, true} {
+		name := "ReadAt"
+		if lending {
+			name = "LendAt"
+		}
+		t.Run(name, func(t *testing.T) {
+			d := f(t, lending)
+			if c := d.Counts(); (c.Lends > 0) != lending || c.Reads == 0 {
+				t.Errorf("counts %+v: lending %v", c, lending)
+			}
+		})
+	}
 }
 
 // eventually polls cond for up to 5 s: a client's close reaches the

@@ -37,6 +37,9 @@ func (fs *server) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fus
 	}
 	want := min(int64(in.Size), int64(len(buf)), size-off)
 	ctx := &fuse.Context{Caller: in.Caller, Cancel: cancel}
+	if n.lend != nil {
+		return lend(ctx, n.lend, off, want)
+	}
 	got, err := n.dev.ReadAt(ctx, buf[:want], off)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
@@ -48,6 +51,80 @@ func (fs *server) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fus
 		return nil, status(err)
 	}
 	return fuse.ReadResultData(buf[:got]), fuse.OK
+}
+
+// lend is Read from a ReadLender.
+func lend(ctx *fuse.Context, l ReadLender, off, want int64) (fuse.ReadResult, fuse.Status) {
+	p, release, err := l.LendAt(ctx, off, int(want))
+	var got int64
+	for _, s := range p {
+		got += int64(len(s))
+	}
+	if got > want {
+		p, got = cut(p, want), want
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		good := goodPrefix(off, got)
+		if good == 0 {
+			if release != nil {
+				release()
+			}
+			return nil, status(err)
+		}
+		p = cut(p, good)
+	}
+	return &lent{p: p, release: release}, fuse.OK
+}
+
+// cut returns the first n bytes of the pieces p.
+func cut(p [][]byte, n int64) [][]byte {
+	out := p[:0:0]
+	for _, s := range p {
+		if n <= 0 {
+			break
+		}
+		k := min(int64(len(s)), n)
+		out = append(out, s[:k])
+		n -= k
+	}
+	return out
+}
+
+// lent is a reply of lent bytes: go-fuse writes the pieces to the kernel
+// as they are (writev) and calls Done after.
+type lent struct {
+	p       [][]byte
+	release func()
+}
+
+func (r *lent) Size() int {
+	n := 0
+	for _, s := range r.p {
+		n += len(s)
+	}
+	return n
+}
+
+// Slices gives go-fuse the pieces to write as they are.
+func (r *lent) Slices() ([][]byte, fuse.Status) { return r.p, fuse.OK }
+
+// Bytes flattens the pieces (go-fuse only asks when it can't use Slices).
+func (r *lent) Bytes(buf []byte) ([]byte, fuse.Status) {
+	if len(r.p) == 1 {
+		return r.p[0], fuse.OK
+	}
+	out := buf[:0]
+	for _, s := range r.p {
+		out = append(out, s...)
+	}
+	return out, fuse.OK
+}
+
+func (r *lent) Done() {
+	if r.release != nil {
+		r.release()
+		r.release = nil
+	}
 }
 
 // goodPrefix is how many of got bytes read at off end on a sector

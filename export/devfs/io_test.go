@@ -11,14 +11,17 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/daxstack/daxstack/export/internal/testdev"
 	"github.com/daxstack/daxstack/internal/testenv"
 )
 
 func unixTime(s int64) time.Time { return time.Unix(s, 0) }
 
-func TestReadWrite(t *testing.T) {
+func TestReadWrite(t *testing.T) { readPaths(t, testReadWrite) }
+
+func testReadWrite(t *testing.T, lending bool) *testdev.Dev {
 	fs := mount(t, Options{})
-	d := add(t, fs, "a", Attr{Size: 1 << 20})
+	d := addAs(t, fs, "a", Attr{Size: 1 << 20}, lending)
 	f := openFile(t, fs.Path("a"), os.O_RDWR)
 	data := bytes.Repeat([]byte("daxstack"), 1024)
 	if _, err := f.WriteAt(data, 4096); err != nil {
@@ -48,13 +51,16 @@ func TestReadWrite(t *testing.T) {
 	if n, err := unix.Pwrite(int(f.Fd()), make([]byte, 4096), 1<<20-512); n != 512 || err != nil {
 		t.Errorf("write across the end: %d, %v; want 512", n, err)
 	}
+	return d
 }
 
 // A read fails exactly at the bad sectors: the good prefix is returned,
 // then EIO.
-func TestReadErrorIsSectorExact(t *testing.T) {
+func TestReadErrorIsSectorExact(t *testing.T) { readPaths(t, testReadErrorIsSectorExact) }
+
+func testReadErrorIsSectorExact(t *testing.T, lending bool) *testdev.Dev {
 	fs := mount(t, Options{})
-	d := add(t, fs, "a", Attr{Size: 1 << 20})
+	d := addAs(t, fs, "a", Attr{Size: 1 << 20}, lending)
 	d.SetBad(10, 2)
 	f := openFile(t, fs.Path("a"), os.O_RDONLY)
 	fd := int(f.Fd())
@@ -96,6 +102,7 @@ func TestReadErrorIsSectorExact(t *testing.T) {
 	if n, err := unix.Pwrite(int(w.Fd()), make([]byte, 600), 20*512); !errors.Is(err, syscall.EIO) {
 		t.Errorf("write over part of a bad sector: %d, %v; want EIO", n, err)
 	}
+	return d
 }
 
 func TestReadOnly(t *testing.T) {

@@ -46,6 +46,7 @@ func (fs *FS) Add(name string, d Device, a Attr) error {
 	n := &node{id: fs.nextID, ino: ino, dev: d, name: name, atime: now, mtime: now, ctime: now}
 	fs.nextID++
 	n.fua, _ = d.(FUAWriter)
+	n.lend, _ = d.(ReadLender)
 	n.size.Store(a.Size)
 	n.ro.Store(a.ReadOnly)
 	fs.byName[name] = n

@@ -40,14 +40,16 @@ func (e *MediaError) Is(target error) bool { return target == syscall.EIO }
 // Counts is what reached the device.
 type Counts struct {
 	Reads, Writes, FUAWrites, Zeroes, Discards, Flushes int64
+	Lends                                               int64 // reads by LendAt
 	ZeroBytes, DiscardBytes                             int64
 }
 
 // Dev is a file-backed device. It implements devfs.Device (and
 // devfs.FUAWriter).
 type Dev struct {
-	f   *os.File
-	mem []byte // the file's mapping (NewMapped), or nil
+	f        *os.File
+	mem      []byte // the file's mapping (NewMapped), or nil; set once
+	unmapped atomic.Bool
 
 	mu      sync.Mutex
 	bad     map[int64]bool // bad sectors
@@ -61,6 +63,7 @@ type Dev struct {
 	suspend atomic.Pointer[chan struct{}]
 
 	reads, writes, fua, zeroes, discards, flushes atomic.Int64
+	lends                                         atomic.Int64
 	zeroBytes, discardBytes                       atomic.Int64
 	lastZero, lastDiscard                         atomic.Pointer[[2]int64]
 }
@@ -101,9 +104,8 @@ func (d *Dev) File() *os.File { return d.f }
 
 // Close closes the backing file (and unmaps it).
 func (d *Dev) Close() error {
-	if d.mem != nil {
-		unix.Munmap(d.mem)
-		d.mem = nil
+	if d.mem != nil && !d.unmapped.Swap(true) {
+		unix.Munmap(d.mem) // d.mem stays: no I/O may come after Close
 	}
 	return d.f.Close()
 }
@@ -179,7 +181,7 @@ func (d *Dev) Resize(size int64) error {
 // Counts returns the counters.
 func (d *Dev) Counts() Counts {
 	return Counts{
-		Reads: d.reads.Load(), Writes: d.writes.Load(), FUAWrites: d.fua.Load(),
+		Reads: d.reads.Load(), Lends: d.lends.Load(), Writes: d.writes.Load(), FUAWrites: d.fua.Load(),
 		Zeroes: d.zeroes.Load(), Discards: d.discards.Load(), Flushes: d.flushes.Load(),
 		ZeroBytes: d.zeroBytes.Load(), DiscardBytes: d.discardBytes.Load(),
 	}
@@ -277,6 +279,39 @@ func (d *Dev) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		return n, &MediaError{Op: "read", Sector: b}
 	}
 	return d.readAt(p, off)
+}
+
+// Lending is a Dev that also lends its bytes (devfs.ReadLender): in place
+// for a mapped device (NewMapped), a copy for a file device.
+type Lending struct{ *Dev }
+
+// LendAt lends up to n bytes at off, with ReadAt's errors. It counts in
+// Reads and Lends.
+func (l Lending) LendAt(ctx context.Context, off int64, n int) ([][]byte, func(), error) {
+	d := l.Dev
+	if err := d.enter(ctx); err != nil {
+		return nil, nil, err
+	}
+	d.reads.Add(1)
+	d.lends.Add(1)
+	var err error
+	if b := d.firstBad(off, int64(n)); b >= 0 {
+		n = int(max(b*SectorSize-off, 0))
+		err = &MediaError{Op: "read", Sector: b}
+	}
+	if d.mem == nil {
+		p := make([]byte, n)
+		k, rerr := d.f.ReadAt(p, off)
+		if rerr != nil && err == nil {
+			err = rerr
+		}
+		return [][]byte{p[:k]}, nil, err
+	}
+	if off >= int64(len(d.mem)) {
+		return nil, nil, io.EOF
+	}
+	end := min(off+int64(n), int64(len(d.mem)))
+	return [][]byte{d.mem[off:end]}, nil, err
 }
 
 func (d *Dev) readAt(p []byte, off int64) (int, error) {
