@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/daxstack/daxstack/control"
 )
@@ -58,7 +59,7 @@ func (c *Client) Open(ctx context.Context, r control.OpenReq) (control.Handle, e
 		conn.Close()
 		return nil, fmt.Errorf("daemon %s: bad response: %w", c.path, err)
 	}
-	h := &remoteHandle{name: r.Name, conn: conn, rd: rd, readOnly: or.ReadOnly, waiting: map[uint64]*pendingIO{}}
+	h := &remoteHandle{name: r.Name, conn: conn, rd: rd, readOnly: or.ReadOnly, waiting: map[uint64]*pendingIO{}, gone: make(chan struct{})}
 	go h.readReplies()
 	return h, nil
 }
@@ -76,6 +77,8 @@ type remoteHandle struct {
 	next    uint64
 	waiting map[uint64]*pendingIO
 	dead    error // set once the connection failed or was closed
+
+	gone chan struct{} // closed when readReplies returns: the daemon hung up
 }
 
 type pendingIO struct {
@@ -90,6 +93,7 @@ var errClosed = fmt.Errorf("%w: handle is closed", syscall.EBADF)
 
 // readReplies hands each reply to its request until the connection ends.
 func (h *remoteHandle) readReplies() {
+	defer close(h.gone)
 	var hdr [ioHeader]byte
 	fail := func(err error) {
 		h.mu.Lock()
@@ -278,7 +282,14 @@ func (h *remoteHandle) Size() int64 {
 
 func (h *remoteHandle) ReadOnly() bool { return h.readOnly }
 
-// Close ends the handle and its connection.
+// closeWait bounds how long Close waits for the daemon to release the
+// handle; a daemon that takes longer is hung up on.
+const closeWait = 10 * time.Second
+
+// Close ends the handle and its connection. Like close(2) of a device, it
+// returns once the daemon has released the handle (its open count has
+// dropped): it ends the stream's sending side and waits for the daemon,
+// which ends requests still running, to hang up.
 func (h *remoteHandle) Close() error {
 	h.mu.Lock()
 	if errors.Is(h.dead, errClosed) {
@@ -287,5 +298,13 @@ func (h *remoteHandle) Close() error {
 	}
 	h.dead = errClosed
 	h.mu.Unlock()
+	if cw, ok := h.conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		t := time.NewTimer(closeWait)
+		select {
+		case <-h.gone:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	return h.conn.Close()
 }
