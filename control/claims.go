@@ -69,9 +69,11 @@ func (e *Engine) Release(ctx context.Context, r ClaimReq) error {
 // open) fails with EBUSY. A command without the daemon lives for one
 // command, so it can only check: nothing stops a mount between two
 // commands, and a table stored then fails its leaf at the next command
-// (a mounted leaf is not used: it stands in lost).
+// (a mounted leaf is not used: it stands in lost). A held device cannot
+// be taken away either: losetup -d of a held loop device waits for its
+// last opener (as under device-mapper), which a lost leaf stops being.
 func claimMode(cfg Config) dax.ClaimMode {
-	if cfg.Daemon {
+	if cfg.Daemon && !cfg.NoHold {
 		return dax.ClaimHold
 	}
 	return dax.ClaimCheck

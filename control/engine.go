@@ -29,6 +29,11 @@ type Config struct {
 	// I/O to a suspended device waits for the resume (in a process that
 	// nothing else could resume, it fails at once with EAGAIN).
 	Daemon bool
+	// NoHold makes the daemon check block-device leaves when it opens
+	// them without holding them (see claimMode): for tests of a surprise
+	// removal, which a held loop device cannot have (losetup -d waits for
+	// its last opener, as under device-mapper).
+	NoHold bool
 	// Clock and Rand, when set, are what targets read the time and
 	// chance from (stack.TargetInfo); tests make them repeatable.
 	Clock stack.Clock

@@ -2,7 +2,9 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"syscall"
 
 	"github.com/daxstack/daxstack/extent"
 	"github.com/daxstack/daxstack/stack"
@@ -37,8 +39,12 @@ func (e *Engine) target(name string) (*stack.Device, *stack.Dev, error) {
 	if d, err := e.pool.Device(name); err == nil {
 		return d, d.Dev(), nil
 	}
-	if dev, err := e.pool.Lookup(name); err == nil {
+	dev, err := e.pool.Lookup(name)
+	if err == nil {
 		return nil, dev, nil
+	}
+	if errors.Is(err, syscall.EACCES) {
+		return nil, nil, err // a peer may not open it (peer.go)
 	}
 	return nil, nil, fmt.Errorf("%w: %s is neither a mapped device nor a leaf daxstack knows", stack.ErrNotFound, name)
 }
