@@ -100,9 +100,6 @@ func TestNamespaceLostRestored(t *testing.T) {
 			start = time.Now()
 			ev, ok := w.poll(30*time.Second, func(e event) bool { return e.Kind == "restored" && e.Device == "top" })
 			if !ok {
-				if c.mode == "fsdax" && knownBug(t, bugFsdaxIdentity, after.namespaceUUID == before.namespaceUUID && after.deviceUUID != before.deviceUUID) {
-					return
-				}
 				t.Fatalf("no restored event on top within 30s of re-creating the namespace (same namespace uuid %s); events %+v\nrescan: %s", c.uuid, w.all(), s.run(nil, "rescan"))
 			}
 			t.Logf("restored on top %v after create-namespace", time.Since(start).Round(10*time.Millisecond))
