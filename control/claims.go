@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/daxstack/daxstack/dax"
 	"github.com/daxstack/daxstack/rmapchain"
 	"github.com/daxstack/daxstack/store"
 )
@@ -15,7 +16,7 @@ import (
 func (e *Engine) Claim(ctx context.Context, r ClaimReq) (ClaimResp, error) {
 	var resp ClaimResp
 	err := e.command(ctx, func() error {
-		return e.run(func() error {
+		return e.runFor(ctx, func() error {
 			if h, ok := e.holders[r.Device]; ok && h.Holder != r.Holder && !holderAlive(h) {
 				// A claim whose process is gone is void, as a kernel claim
 				// ends when its holder closes the device.
@@ -58,4 +59,22 @@ func (e *Engine) Release(ctx context.Context, r ClaimReq) error {
 			return nil
 		})
 	})
+}
+
+// claimMode is how the engine claims block-device leaves (dax.ClaimMode).
+// Both refuse a block device that is mounted or held exclusively by
+// someone else. The daemon, which holds the stack for as long as it runs,
+// also keeps every block-device leaf open with O_EXCL meanwhile, as
+// device-mapper claims its children: mounting one (or any other exclusive
+// open) fails with EBUSY. A command without the daemon lives for one
+// command, so it can only check: nothing stops a mount between two
+// commands, and a table stored then fails its leaf at the next command
+// (a mounted leaf is not used: it stands in lost). A held device cannot
+// be taken away either: losetup -d of a held loop device waits for its
+// last opener (as under device-mapper), which a lost leaf stops being.
+func claimMode(cfg Config) dax.ClaimMode {
+	if cfg.Daemon && !cfg.NoHold {
+		return dax.ClaimHold
+	}
+	return dax.ClaimCheck
 }

@@ -37,4 +37,11 @@
 // them are degraded, their bad ranges cover everything the lost leaf backs,
 // and nothing is deleted. A leaf that comes back (a rescan) takes its
 // placeholder's place under the same tables.
+//
+// Commands run for whoever the context names (WithPeer; the daemon names
+// each client): a peer that is not root may make the engine use only
+// leaves it could open itself (peer.go). Block-device leaves are claimed:
+// the daemon's engine holds each one open with O_EXCL while a table uses
+// it, so nothing mounts it underneath; an embedded command only checks
+// that nobody mounted or holds it when it opens it (claims.go).
 package control

@@ -29,6 +29,11 @@ type Config struct {
 	// I/O to a suspended device waits for the resume (in a process that
 	// nothing else could resume, it fails at once with EAGAIN).
 	Daemon bool
+	// NoHold makes the daemon check block-device leaves when it opens
+	// them without holding them (see claimMode): for tests of a surprise
+	// removal, which a held loop device cannot have (losetup -d waits for
+	// its last opener, as under device-mapper).
+	NoHold bool
 	// Clock and Rand, when set, are what targets read the time and
 	// chance from (stack.TargetInfo); tests make them repeatable.
 	Clock stack.Clock
@@ -53,6 +58,7 @@ type Engine struct {
 	frozen  map[*stack.Device]bool        // filesystems frozen by a suspend (see Hooks)
 	restore bool                          // loading stored tables (see openLeaf)
 	op      *opState                      // the command running now
+	actor   *actor                        // who the command running now runs for (peer.go)
 	closed  bool
 	onClose func() // after Close (a throw-away engine removes its directory)
 
@@ -92,7 +98,7 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, db: db, refs: map[string]*leafRef{}, frozen: map[*stack.Device]bool{},
 		pendLeaves: map[string]bool{}, lc: map[*stack.Device]chan struct{}{}, watchers: map[int]func([]DeviceChange){}}
-	e.opener = &dax.Opener{SysfsRoot: cfg.SysfsRoot, DevRoot: cfg.DevRoot, OnPoison: e.onPoison}
+	e.opener = &dax.Opener{SysfsRoot: cfg.SysfsRoot, DevRoot: cfg.DevRoot, OnPoison: e.onPoison, Claim: claimMode(cfg)}
 	e.pool = stack.NewPool(e.openLeaf)
 	e.pool.SetNoWait(!cfg.Daemon)
 	e.pool.SetTargetEnv(cfg.Clock, seeded(cfg.Seed))

@@ -16,7 +16,7 @@ import (
 // it as busy until the handle is closed. Opening a read-only device for
 // writing fails with EROFS.
 func (e *Engine) Open(ctx context.Context, r OpenReq) (Handle, error) {
-	return e.open(r.Name, r.Write, false)
+	return e.open(ctx, r.Name, r.Write, false)
 }
 
 // OpenInternal opens a device for daxstack's own plumbing (an export
@@ -24,12 +24,12 @@ func (e *Engine) Open(ctx context.Context, r OpenReq) (Handle, error) {
 // makes the device busy. When the device is removed (see Hooks) its I/O
 // fails with stack.ErrRemoved.
 func (e *Engine) OpenInternal(ctx context.Context, name string, write bool) (Handle, error) {
-	return e.open(name, write, true)
+	return e.open(ctx, name, write, true)
 }
 
-func (e *Engine) open(name string, write, internal bool) (Handle, error) {
+func (e *Engine) open(ctx context.Context, name string, write, internal bool) (Handle, error) {
 	h := &handle{e: e, name: name, write: write, internal: internal}
-	err := e.locked(func() error {
+	err := e.lockedFor(ctx, func() error {
 		if write && e.cfg.ReadOnly {
 			return ErrReadOnly
 		}
@@ -38,6 +38,9 @@ func (e *Engine) open(name string, write, internal bool) (Handle, error) {
 			return opErr("", name, nil, err)
 		}
 		if d == nil {
+			if err := e.peerUse(dev, write); err != nil {
+				return opErr("", name, nil, err)
+			}
 			l, err := e.pool.AcquireLeaf(dev.Leaf().Ref())
 			if err != nil {
 				return opErr("", name, nil, err)

@@ -56,8 +56,13 @@ func (r *leafRef) swap(l *dax.Leaf) {
 // restored, a leaf that cannot be opened, has no media, or is not the
 // device that was recorded stands in as a lost placeholder with its
 // recorded size; for tables typed now, the device found is the leaf. A
-// leaf the pool holds already is given again as it is.
+// leaf the pool holds already is given again as it is. A command run for
+// a peer opens only what the peer may (peerRef, see peer.go).
 func (e *Engine) openLeaf(ref string) (stack.Leaf, error) {
+	ref, bind, err := e.peerRef(ref)
+	if err != nil {
+		return nil, err
+	}
 	rec, hasRec := e.recordByRef(ref)
 	l, err := e.opener.Open(ref)
 	if err != nil {
@@ -65,6 +70,12 @@ func (e *Engine) openLeaf(ref string) (stack.Leaf, error) {
 			return e.adopt(e.placeholder(rec)), nil
 		}
 		return nil, err
+	}
+	if bind != nil {
+		if err := bind(l); err != nil {
+			l.Close()
+			return nil, err
+		}
 	}
 	if r := e.leafRefByID(l.ID()); r != nil {
 		l.Close()

@@ -2,7 +2,9 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"syscall"
 
 	"github.com/daxstack/daxstack/extent"
 	"github.com/daxstack/daxstack/stack"
@@ -14,7 +16,7 @@ func (e *Engine) Inject(ctx context.Context, r RangeReq) (InjectResp, error) {
 	var resp InjectResp
 	err := e.command(ctx, func() error {
 		var err error
-		resp, err = e.poisonOp(r, false)
+		resp, err = e.poisonOp(ctx, r, false)
 		return err
 	})
 	return resp, err
@@ -26,7 +28,7 @@ func (e *Engine) ClearErrors(ctx context.Context, r RangeReq) (InjectResp, error
 	var resp InjectResp
 	err := e.command(ctx, func() error {
 		var err error
-		resp, err = e.poisonOp(r, true)
+		resp, err = e.poisonOp(ctx, r, true)
 		return err
 	})
 	return resp, err
@@ -37,8 +39,12 @@ func (e *Engine) target(name string) (*stack.Device, *stack.Dev, error) {
 	if d, err := e.pool.Device(name); err == nil {
 		return d, d.Dev(), nil
 	}
-	if dev, err := e.pool.Lookup(name); err == nil {
+	dev, err := e.pool.Lookup(name)
+	if err == nil {
 		return nil, dev, nil
+	}
+	if errors.Is(err, syscall.EACCES) {
+		return nil, nil, err // a peer may not open it (peer.go)
 	}
 	return nil, nil, fmt.Errorf("%w: %s is neither a mapped device nor a leaf daxstack knows", stack.ErrNotFound, name)
 }
@@ -58,6 +64,9 @@ func (e *Engine) leafPieces(r RangeReq, whole bool) (pieces []stack.Piece, relea
 		dev = l
 	}
 	if d == nil {
+		if err := e.peerUse(dev, true); err != nil {
+			return nil, release, err
+		}
 		pieces, err := leafRange(dev, r, whole)
 		return pieces, release, err
 	}
@@ -80,13 +89,13 @@ func leafRange(dev *stack.Dev, r RangeReq, whole bool) ([]stack.Piece, error) {
 }
 
 // poisonOp injects or clears poison on the leaves under a range.
-func (e *Engine) poisonOp(r RangeReq, clear bool) (InjectResp, error) {
+func (e *Engine) poisonOp(ctx context.Context, r RangeReq, clear bool) (InjectResp, error) {
 	var resp InjectResp
 	op := "inject"
 	if clear {
 		op = "clear-errors"
 	}
-	err := e.run(func() error {
+	err := e.runFor(ctx, func() error {
 		resp = InjectResp{}
 		pieces, release, err := e.leafPieces(r, clear && r.All)
 		defer release()

@@ -74,6 +74,17 @@
 // opens its device at Open for the claim; its I/O still opens and maps
 // it on first use, without O_EXCL.
 //
+// A pmem or device-dax leaf's identity carries its nd namespace's UUID
+// (through the pfn, btt or nd dax device the kernel sets up over a fsdax,
+// sector or devdax namespace, whose own UUID is new at every
+// create-namespace), so a namespace made again with the same --uuid is the
+// same leaf.
+//
+// For a caller acting for someone else (the daemon, for a client),
+// Resolve says which path Open will stat for a reference, and Leaf.Is
+// whether the leaf opened is the very object a descriptor opened by the
+// client is (the same file, or the same device node).
+//
 // A Leaf is safe for concurrent use. The I/O path takes no lock and shares
 // no counter between goroutines unless poison is involved.
 package dax

@@ -120,8 +120,16 @@ func (l *Leaf) Identity() Identity { return l.ident }
 func (l *Leaf) Lost() bool { return l.lost.Load() }
 
 // SetLost marks the leaf gone, so that I/O fails with an error matching
-// syscall.ENXIO, or back. A leaf made by Missing never comes back.
-func (l *Leaf) SetLost(lost bool) { l.lost.Store(lost || l.missing) }
+// syscall.ENXIO, or back. A leaf made by Missing never comes back. A lost
+// leaf lets go of its claim (ClaimHold): there is nothing left to guard,
+// and a held device could not finish going away (losetup -d waits for the
+// last opener); a leaf found again is opened, and claimed, anew.
+func (l *Leaf) SetLost(lost bool) {
+	l.lost.Store(lost || l.missing)
+	if lost {
+		l.release()
+	}
+}
 
 // Missing returns a placeholder for a leaf recorded earlier that cannot be
 // opened now: it has the recorded identity and size, is lost, does no I/O,

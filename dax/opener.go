@@ -182,7 +182,7 @@ func (o *Opener) blockLeaf(path string, st *unix.Stat_t) (*Leaf, error) {
 		loopIdentity(&l.ident, disk, path)
 	}
 	if l.kind == KindPmem {
-		if u, err := readAttr(filepath.Join(disk, "device", "uuid")); err == nil {
+		if u := namespaceUUID(filepath.Join(disk, "device")); u != "" {
 			l.ident.UUID = u
 		}
 		file := filepath.Join(disk, "badblocks")
@@ -204,6 +204,29 @@ func (o *Opener) blockLeaf(path string, st *unix.Stat_t) (*Leaf, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// namespaceUUID returns the UUID of the nd namespace under a pmem or
+// device-dax device, given the sysfs directory the device hangs off: the
+// namespace itself (a raw namespace), or the pfn, btt or nd dax device the
+// kernel sets up over it (fsdax, sector and devdax modes), whose own uuid
+// is new every time one is set up (ndctl create-namespace) and whose
+// "namespace" attribute names the namespace, a sibling in the same
+// region. "" when sysfs does not say.
+func namespaceUUID(parent string) string {
+	if ns, err := readAttr(filepath.Join(parent, "namespace")); err == nil {
+		if ns == "" || strings.ContainsAny(ns, "/") || ns == "." || ns == ".." {
+			return ""
+		}
+		real, err := filepath.EvalSymlinks(parent)
+		if err != nil {
+			return ""
+		}
+		u, _ := readAttr(filepath.Join(filepath.Dir(real), ns, "uuid"))
+		return u
+	}
+	u, _ := readAttr(filepath.Join(parent, "uuid"))
+	return u
 }
 
 // loopIdentity fills in a loop device's backing file and offset, from
@@ -283,7 +306,7 @@ func (o *Opener) daxLeaf(path string, st *unix.Stat_t) (*Leaf, error) {
 	if err != nil {
 		return l, nil // no sysfs detail: emulated poison
 	}
-	if u, err := readAttr(filepath.Join(filepath.Dir(real), "uuid")); err == nil && u != "" {
+	if u := namespaceUUID(filepath.Dir(real)); u != "" {
 		l.ident.UUID = u
 	}
 	region := ""

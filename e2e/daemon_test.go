@@ -280,7 +280,7 @@ func TestDaemonLoopLostAndRestored(t *testing.T) {
 	s.run("create", "s0", "--table", fmt.Sprintf("0 %d striped 2 8 %s 0 %s 0", 2*leafSectors, a, b))
 	const topLen, topOff = 100000, 24
 	s.run("create", "top", "--table", fmt.Sprintf("0 %d linear s0 %d", topLen, topOff))
-	s.startDaemon("--rescan", "1h")
+	s.startDaemon("--rescan", "1h", "--no-hold") // a held loop device cannot be detached
 	w := s.watch("top")
 	time.Sleep(200 * time.Millisecond) // let the watcher subscribe
 

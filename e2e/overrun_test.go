@@ -31,7 +31,7 @@ func TestDaemonUeventOverrun(t *testing.T) {
 	a := s.file("a.img", leafSectors*512)
 	b := losetup(t, s.file("b.img", leafSectors*512), "")
 	s.run("create", "top", "--table", fmt.Sprintf("0 %d linear %s 0\n%d %d linear %s 0", leafSectors, a, leafSectors, leafSectors, b))
-	d := s.startDaemon("--rescan", "1h", "--uevent-rcvbuf", "1")
+	d := s.startDaemon("--rescan", "1h", "--uevent-rcvbuf", "1", "--no-hold") // a held loop device cannot be detached
 	w := s.watch("top")
 	k := testenv.NewUeventInjector(t, 2*time.Second)
 	time.Sleep(300 * time.Millisecond) // the daemon is blocked reading uevents

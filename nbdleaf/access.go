@@ -2,15 +2,13 @@ package nbdleaf
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"runtime"
-	"slices"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/daxstack/daxstack/internal/peer"
 )
 
 // The daemon runs as root, so a peer must not be able to make it connect
@@ -37,13 +35,10 @@ import (
 // connection such a leaf makes, reconnections included, is dialled with
 // the peer's credentials (DialAs), so the kernel checks each one.
 
-// Cred is a peer's credentials: what SO_PEERCRED and SO_PEERGROUPS tell of
-// the process at the other end of a unix socket (PeerCred).
-type Cred struct {
-	UID    uint32
-	GID    uint32
-	Groups []uint32 // supplementary groups
-}
+// Cred is a peer's credentials (internal/peer's): what SO_PEERCRED and
+// SO_PEERGROUPS tell of the process at the other end of a unix socket
+// (PeerCred).
+type Cred = peer.Cred
 
 // CheckAccess reports whether a peer with credentials c may make the
 // daemon use the NBD URI ref (see the rules above). A refusal matches
@@ -92,125 +87,13 @@ func DialAs(ctx context.Context, c Cred, path string) (net.Conn, error) {
 }
 
 // AsPeer runs fn on a thread of its own whose filesystem credentials are
-// c's (fsuid, fsgid, supplementary groups), and gives the thread its own
-// back afterwards. fn must not start goroutines that rely on those
-// credentials.
-//
-// The thread is given back to the runtime only once its credentials are
-// verified restored; if they cannot be, the goroutine exits still locked
-// and the runtime ends the thread with it. (Ending threads is not the
-// default because a child started from a thread with PR_SET_PDEATHSIG, as
-// exec's Pdeathsig and nbdkit --exit-with-parent do, is killed when that
-// thread ends.)
-func AsPeer(c Cred, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		own, err := threadCred()
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		err = wear(c)
-		if err == nil {
-			err = fn()
-		}
-		if wear(own) == nil {
-			if now, err := threadCred(); err == nil && now.UID == own.UID && now.GID == own.GID &&
-				slices.Equal(now.Groups, own.Groups) {
-				runtime.UnlockOSThread()
-			}
-		}
-		done <- err
-	}()
-	return <-done
-}
-
-// threadCred reads the calling thread's filesystem credentials.
-func threadCred() (Cred, error) {
-	uid, _, _ := unix.RawSyscall(unix.SYS_SETFSUID, ^uintptr(0), 0, 0) // -1: no change, returns the current
-	gid, _, _ := unix.RawSyscall(unix.SYS_SETFSGID, ^uintptr(0), 0, 0)
-	c := Cred{UID: uint32(uid), GID: uint32(gid)}
-	n, _, e := unix.RawSyscall(unix.SYS_GETGROUPS, 0, 0, 0)
-	if e != 0 {
-		return Cred{}, fmt.Errorf("nbdleaf: getgroups: %w", e)
-	}
-	c.Groups = make([]uint32, n)
-	if n > 0 {
-		m, _, e := unix.RawSyscall(unix.SYS_GETGROUPS, n, uintptr(unsafe.Pointer(&c.Groups[0])), 0)
-		if e != 0 {
-			return Cred{}, fmt.Errorf("nbdleaf: getgroups: %w", e)
-		}
-		c.Groups = c.Groups[:m]
-	}
-	return c, nil
-}
-
-// wear sets the calling thread's filesystem credentials to c's. The raw
-// system calls change this thread only (the libc and Go wrappers change
-// every thread of the process). Leaving root, the fsuid goes last: that
-// drops the file capabilities (CAP_DAC_OVERRIDE and the like) from the
-// thread's effective set, as the peer has none; back to root it goes
-// first, which raises them again.
-func wear(c Cred) error {
-	var gp unsafe.Pointer
-	if len(c.Groups) > 0 {
-		gp = unsafe.Pointer(&c.Groups[0])
-	}
-	if c.UID == 0 {
-		unix.RawSyscall(unix.SYS_SETFSUID, 0, 0, 0)
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(c.Groups)), uintptr(gp), 0); e != 0 {
-		return fmt.Errorf("nbdleaf: setgroups: %w", e)
-	}
-	unix.RawSyscall(unix.SYS_SETFSGID, uintptr(c.GID), 0, 0)
-	if got, _, _ := unix.RawSyscall(unix.SYS_SETFSGID, ^uintptr(0), 0, 0); uint32(got) != c.GID {
-		return errors.New("nbdleaf: setfsgid did not take")
-	}
-	unix.RawSyscall(unix.SYS_SETFSUID, uintptr(c.UID), 0, 0)
-	if got, _, _ := unix.RawSyscall(unix.SYS_SETFSUID, ^uintptr(0), 0, 0); uint32(got) != c.UID {
-		return errors.New("nbdleaf: setfsuid did not take")
-	}
-	return nil
-}
+// c's, and gives the thread its own back afterwards (peer.As).
+func AsPeer(c Cred, fn func() error) error { return peer.As(c, fn) }
 
 // PeerCred returns the credentials of the process at the other end of a
 // unix socket, as the kernel recorded them at connect: SO_PEERCRED's uid
-// and gid and SO_PEERGROUPS' supplementary groups.
+// and gid and SO_PEERGROUPS' supplementary groups (peer.FromConn).
 func PeerCred(c *net.UnixConn) (Cred, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return Cred{}, err
-	}
-	var out Cred
-	var serr error
-	err = raw.Control(func(fd uintptr) {
-		uc, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-		if err != nil {
-			serr = fmt.Errorf("SO_PEERCRED: %w", err)
-			return
-		}
-		out.UID, out.GID = uc.Uid, uc.Gid
-		buf := make([]uint32, 32)
-		for {
-			n := uint32(len(buf) * 4)
-			_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_PEERGROUPS,
-				uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
-			if e == unix.ERANGE && int(n/4) > len(buf) && n/4 <= 1<<16 {
-				buf = make([]uint32, n/4)
-				continue
-			}
-			if e != 0 {
-				serr = fmt.Errorf("SO_PEERGROUPS: %w", e)
-				return
-			}
-			out.Groups = append([]uint32(nil), buf[:n/4]...)
-			return
-		}
-	})
-	if err == nil {
-		err = serr
-	}
-	return out, err
+	cred, _, err := peer.FromConn(c)
+	return cred, err
 }

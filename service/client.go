@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -71,7 +72,7 @@ func (c *Client) Call(ctx context.Context, method string, params json.RawMessage
 		}
 	}
 	c.id++
-	b, err := json.Marshal(request{ID: c.id, Method: method, Params: params})
+	b, err := json.Marshal(request{ID: c.id, Method: method, Params: params, Dir: workDir()})
 	if err != nil {
 		return nil, err
 	}
@@ -265,3 +266,15 @@ func (c *Client) Offline(ctx context.Context, r control.NameReq) (control.SeqRes
 var ErrNoDaemon = errors.New("no daxstack daemon answers")
 
 var _ control.API = (*Client)(nil)
+
+// workDir is the directory this process's relative paths start at, sent
+// with each request so that the daemon reads them as this process means
+// them ("" when it cannot be told: the daemon then refuses nothing it
+// would otherwise accept, and starts relative paths at its own).
+func workDir() string {
+	d, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	return d
+}

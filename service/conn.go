@@ -11,11 +11,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/daxstack/daxstack/control"
+	"github.com/daxstack/daxstack/internal/peer"
 	"github.com/daxstack/daxstack/stack"
 )
 
@@ -23,7 +23,8 @@ import (
 type conn struct {
 	s    *Server
 	c    *net.UnixConn
-	cred *unix.Ucred
+	cred *unix.Ucred // SO_PEERCRED: pid, uid, gid
+	peer peer.Cred   // the same with the supplementary groups (SO_PEERGROUPS)
 
 	wmu    sync.Mutex
 	w      *bufio.Writer
@@ -45,12 +46,13 @@ type conn struct {
 func (s *Server) serveConn(ctx context.Context, uc *net.UnixConn) {
 	c := &conn{s: s, c: uc, w: bufio.NewWriter(uc)}
 	defer uc.Close()
-	cred, err := peerCred(uc)
+	pc, pid, err := peer.FromConn(uc)
 	if err != nil {
 		s.cfg.Logf("daxstack: peer credentials: %v", err)
 		return
 	}
-	c.cred = cred
+	c.peer = pc
+	c.cred = &unix.Ucred{Pid: int32(pid), Uid: pc.UID, Gid: pc.GID}
 	s.mu.Lock()
 	s.conns[c] = true
 	s.mu.Unlock()
@@ -138,28 +140,16 @@ func isOpen(line []byte) bool {
 	return json.Unmarshal(line, &r) == nil && r.Method == methodOpen
 }
 
-// mayCall refuses a method that changes state to a peer that may not.
-func (c *conn) mayCall(method string) error {
-	m, ok := methods[method]
-	if !ok || !m.mutates || c.mayChange() {
-		return nil
-	}
-	return c.refuse(method + " changes state")
-}
-
-// refuse is the refusal of what only root and the group may do.
-func (c *conn) refuse(what string) error {
-	who := "root"
-	if c.s.cfg.Group != "" {
-		who = "root and group " + c.s.cfg.Group
-	}
-	return fmt.Errorf("%w: %s, which only %s may do (you are uid %d)", syscall.EACCES, what, who, c.cred.Uid)
-}
+// mayCall refuses a method to a peer whose right does not cover it.
+func (c *conn) mayCall(method string) error { return c.authorize(method) }
 
 // claim claims a device for this connection: the claim carries the peer's
 // PID and ends when the connection does.
 func (c *conn) claim(ctx context.Context, cl control.ClaimReq) (control.ClaimReq, error) {
 	cl.PID = int(c.cred.Pid)
+	if _, ok := control.PeerOf(ctx); !ok {
+		ctx = c.forPeer(ctx, "")
+	}
 	cr, err := c.s.eng.Claim(ctx, cl)
 	if err != nil {
 		return cl, err
@@ -223,14 +213,14 @@ func (c *conn) handle(ctx context.Context, req request) response {
 		if err := json.Unmarshal(req.Params, &cl); err != nil {
 			return fail(fmt.Errorf("%w: claim: %v", control.ErrUsage, err))
 		}
-		cl, err := c.claim(ctx, cl) // the claim dies with this connection
+		cl, err := c.claim(c.forPeer(ctx, req.Dir), cl) // the claim dies with this connection
 		if err != nil {
 			return fail(err)
 		}
 		resp.Result, _ = json.Marshal(control.ClaimResp{Device: cl.Device})
 		return resp
 	}
-	res, err := c.s.call(ctx, m, req.Params)
+	res, err := c.s.call(c.forPeer(ctx, req.Dir), m, req.Params)
 	if res != nil {
 		var merr error
 		if resp.Result, merr = json.Marshal(res); merr != nil && err == nil {

@@ -16,16 +16,16 @@ import (
 
 // method is one command of the wire.
 type method struct {
-	name    string
-	mutates bool // changes state: only root and the daemon's group may call it
-	call    func(ctx context.Context, a control.API, params json.RawMessage) (any, error)
+	name  string
+	right right // what the caller needs (see peer.go)
+	call  func(ctx context.Context, a control.API, params json.RawMessage) (any, error)
 }
 
 var methods = map[string]method{}
 
 // reg registers a method whose request is Req and result Resp.
-func reg[Req, Resp any](name string, mutates bool, fn func(a control.API, ctx context.Context, r Req) (Resp, error)) {
-	methods[name] = method{name: name, mutates: mutates, call: func(ctx context.Context, a control.API, params json.RawMessage) (any, error) {
+func reg[Req, Resp any](name string, r right, fn func(a control.API, ctx context.Context, r Req) (Resp, error)) {
+	methods[name] = method{name: name, right: r, call: func(ctx context.Context, a control.API, params json.RawMessage) (any, error) {
 		var r Req
 		if len(params) > 0 && string(params) != "null" {
 			if err := json.Unmarshal(params, &r); err != nil {
@@ -49,37 +49,37 @@ func noRequest[Resp any](fn func(a control.API, ctx context.Context) (Resp, erro
 }
 
 func init() {
-	reg("version", false, noRequest(control.API.Version))
-	reg("targets", false, noRequest(control.API.Targets))
-	reg("create", true, noResult(control.API.Create))
-	reg("create-concise", true, noResult(control.API.CreateConcise))
-	reg("load", true, noResult(control.API.Load))
-	reg("resume", true, noResult(control.API.Resume))
-	reg("suspend", true, noResult(control.API.Suspend))
-	reg("clear", true, noResult(control.API.Clear))
-	reg("wipe_table", true, noResult(control.API.WipeTable))
-	reg("remove", true, noResult(control.API.Remove))
-	reg("remove_all", true, noResult(control.API.RemoveAll))
-	reg("rename", true, noResult(control.API.Rename))
-	reg("message", true, control.API.Message)
-	reg("inject", true, control.API.Inject)
-	reg("clear-errors", true, control.API.ClearErrors)
-	reg("error-range", true, noResult(control.API.ErrorRange))
-	reg("good-range", true, noResult(control.API.GoodRange))
-	reg("claim", true, control.API.Claim)
-	reg("release", true, noResult(control.API.Release))
-	reg("list", false, noRequest(control.API.List))
-	reg("info", false, control.API.Info)
-	reg("table", false, control.API.Table)
-	reg("status", false, control.API.Status)
-	reg("map", false, control.API.Map)
-	reg("rmap", false, control.API.Rmap)
-	reg("badblocks", false, control.API.Badblocks)
-	reg("events", false, control.API.Events)
-	reg("canonical", false, control.API.Canonical)
-	reg("rescan", true, noRequest(control.API.Rescan))
-	reg("pre-remove", true, control.API.PreRemove)
-	reg("offline", true, control.API.Offline)
+	reg("version", rightQuery, noRequest(control.API.Version))
+	reg("targets", rightQuery, noRequest(control.API.Targets))
+	reg("create", rightChange, noResult(control.API.Create))
+	reg("create-concise", rightChange, noResult(control.API.CreateConcise))
+	reg("load", rightChange, noResult(control.API.Load))
+	reg("resume", rightChange, noResult(control.API.Resume))
+	reg("suspend", rightChange, noResult(control.API.Suspend))
+	reg("clear", rightChange, noResult(control.API.Clear))
+	reg("wipe_table", rightChange, noResult(control.API.WipeTable))
+	reg("remove", rightChange, noResult(control.API.Remove))
+	reg("remove_all", rightChange, noResult(control.API.RemoveAll))
+	reg("rename", rightChange, noResult(control.API.Rename))
+	reg("message", rightChange, control.API.Message)
+	reg("inject", rightChange, control.API.Inject)
+	reg("clear-errors", rightChange, control.API.ClearErrors)
+	reg("error-range", rightChange, noResult(control.API.ErrorRange))
+	reg("good-range", rightChange, noResult(control.API.GoodRange))
+	reg("claim", rightChange, control.API.Claim)
+	reg("release", rightChange, noResult(control.API.Release))
+	reg("list", rightQuery, noRequest(control.API.List))
+	reg("info", rightQuery, control.API.Info)
+	reg("table", rightQuery, control.API.Table)
+	reg("status", rightQuery, control.API.Status)
+	reg("map", rightQuery, control.API.Map)
+	reg("rmap", rightQuery, control.API.Rmap)
+	reg("badblocks", rightQuery, control.API.Badblocks)
+	reg("events", rightQuery, control.API.Events)
+	reg("canonical", rightQuery, control.API.Canonical)
+	reg("rescan", rightChange, noRequest(control.API.Rescan))
+	reg("pre-remove", rightChange, control.API.PreRemove)
+	reg("offline", rightChange, control.API.Offline)
 }
 
 // methodNames returns the names of the wire's methods, sorted.

@@ -33,11 +33,17 @@
 // (up to Config.AckTimeout) until the holder of every device it concerns
 // has acknowledged that device's event.
 //
-// Access: the socket is mode 0660, owned by root and the configured group.
-// The server reads the peer's credentials (SO_PEERCRED) on every
-// connection; methods that change state are allowed to root and members of
-// the group only, reports to anyone who can connect. A claim made through
-// the socket belongs to the connection: it ends when the client goes away
-// (not when the daemon stops: the claim stays recorded with the holder's
-// PID, and lasts as long as that process).
+// Access (peer.go, the rules in one place): the socket is mode 0660,
+// owned by root and the configured group. The server reads the peer's
+// credentials on every connection (SO_PEERCRED and SO_PEERGROUPS, as the
+// kernel recorded them at connect); methods that change state, and reading
+// or writing device data ("open", every I/O handle and stream), are
+// allowed to root and members of the group only, reports to anyone who can
+// connect. Every command runs for its peer (control.WithPeer): the engine
+// uses only leaves the peer could open itself, read-write unless the
+// device is read-only (control's peer.go), and starts the peer's relative
+// paths at the directory the client sends with each request ("dir"). A
+// claim made through the socket belongs to the connection: it ends when
+// the client goes away (not when the daemon stops: the claim stays
+// recorded with the holder's PID, and lasts as long as that process).
 package service

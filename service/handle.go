@@ -31,7 +31,7 @@ func (c *Client) Open(ctx context.Context, r control.OpenReq) (control.Handle, e
 		conn.Close()
 		return nil, err
 	}
-	b, _ := json.Marshal(request{ID: 1, Method: methodOpen, Params: params})
+	b, _ := json.Marshal(request{ID: 1, Method: methodOpen, Params: params, Dir: workDir()})
 	rd := bufio.NewReaderSize(conn, 64<<10)
 	if _, err := conn.Write(append(b, '\n')); err != nil {
 		conn.Close()

@@ -25,11 +25,11 @@ func (c *conn) open(ctx context.Context, req request) (control.Handle, response)
 		resp.Error = control.EncodeError(fmt.Errorf("%w: open: this connection streams events", control.ErrUsage))
 		return nil, resp
 	}
-	if r.Write && !c.mayChange() {
-		resp.Error = control.EncodeError(c.refuse("opening a device for writing"))
+	if err := c.authorize(methodOpen); err != nil {
+		resp.Error = control.EncodeError(err)
 		return nil, resp
 	}
-	h, err := c.s.eng.Open(ctx, r)
+	h, err := c.s.eng.Open(c.forPeer(ctx, req.Dir), r)
 	if err != nil {
 		resp.Error = control.EncodeError(err)
 		return nil, resp

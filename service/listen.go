@@ -7,14 +7,11 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
-// Listening and peers: the socket is mode 0660, owned by root and the
-// configured group; every connection's peer credentials decide what it may
-// do.
+// Listening: the socket is mode 0660, owned by root and the configured
+// group; every connection's peer credentials decide what it may do (see
+// peer.go).
 
 // listen creates the socket: a stale socket file (no one answering) is
 // replaced; a live one means another daemon runs.
@@ -55,47 +52,4 @@ func lookupGroup(g string) (int, error) {
 		return 0, fmt.Errorf("service: group %s: %w", g, err)
 	}
 	return strconv.Atoi(grp.Gid)
-}
-
-func peerCred(uc *net.UnixConn) (*unix.Ucred, error) {
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return nil, err
-	}
-	return cred, cerr
-}
-
-// mayChange reports whether the peer may run commands that change state:
-// root, or a member (primary or supplementary) of the configured group.
-func (c *conn) mayChange() bool {
-	if c.cred.Uid == 0 {
-		return true
-	}
-	if c.s.gid < 0 {
-		return false
-	}
-	if int(c.cred.Gid) == c.s.gid {
-		return true
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cred.Pid))
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if g, ok := strings.CutPrefix(line, "Groups:"); ok {
-			for _, f := range strings.Fields(g) {
-				if n, err := strconv.Atoi(f); err == nil && n == c.s.gid {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }

@@ -15,6 +15,9 @@ type request struct {
 	ID     uint64          `json:"id,omitempty"`
 	Method string          `json:"method,omitempty"`
 	Params json.RawMessage `json:"params,omitempty"`
+	// Dir is the client's working directory, where the relative paths of
+	// its request start (not the daemon's).
+	Dir string `json:"dir,omitempty"`
 	// Ack, on a subscribed connection, says the client has handled every
 	// event up to this sequence number.
 	Ack *uint64 `json:"ack,omitempty"`

@@ -79,7 +79,7 @@ func (c *conn) subscribe(ctx context.Context, req request) (SubscribeReq, error)
 		}
 		var made []control.ClaimReq
 		for i, dev := range sub.Devices {
-			cl, err := c.claim(ctx, control.ClaimReq{Device: dev, Holder: sub.Holder})
+			cl, err := c.claim(c.forPeer(ctx, req.Dir), control.ClaimReq{Device: dev, Holder: sub.Holder})
 			if err != nil {
 				for _, m := range made {
 					c.release(m)

@@ -52,7 +52,7 @@ func subscribe(path string, req SubscribeReq) (*Subscription, error) {
 		return nil, fmt.Errorf("%w: %w", ErrNoDaemon, err)
 	}
 	p, _ := json.Marshal(req)
-	b, _ := json.Marshal(request{ID: 1, Method: "subscribe", Params: p})
+	b, _ := json.Marshal(request{ID: 1, Method: "subscribe", Params: p, Dir: workDir()})
 	if _, err := c.Write(append(b, '\n')); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("%w: %s: %w", ErrNoDaemon, path, err)

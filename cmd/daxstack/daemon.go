@@ -24,6 +24,7 @@ func daemonCommands() []*cli.Command {
 			&cli.BoolFlag{Name: "no-uevents", Usage: "do not listen to kernel uevents (rely on rescans)"},
 			&cli.DurationFlag{Name: "ack-timeout", Usage: "how long an orderly removal waits for holders", Value: 10 * time.Second},
 			&cli.IntFlag{Name: "uevent-rcvbuf", Usage: "uevent socket receive buffer in `BYTES` (tests: a tiny one provokes overruns)", Hidden: true},
+			&cli.BoolFlag{Name: "no-hold", Usage: "check block-device leaves but do not hold them with O_EXCL (tests of surprise removal)", Hidden: true},
 		},
 		Action: func(c *cli.Context) error {
 			logger := log.New(c.App.ErrWriter, "", log.LstdFlags)
@@ -31,6 +32,7 @@ func daemonCommands() []*cli.Command {
 				Engine: control.Config{
 					DB: c.String("db"), LockTimeout: c.Duration("lock-timeout"),
 					SysfsRoot: c.String("sysfs"), DevRoot: c.String("devdir"),
+					NoHold: c.Bool("no-hold"),
 				},
 				Socket:     c.String("socket"),
 				Group:      c.String("group"),
