@@ -27,7 +27,14 @@ const (
 // DefaultSocket is where the daemon listens unless told otherwise.
 const DefaultSocket = "/run/daxstack/daxstack.sock"
 
-func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+func init() {
+	// --version only: -v is dmsetup's --verbose.
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
+}
+
+// newApp returns the command line of daxstack, or of dmsetup when dmsetup
+// is true (the program was invoked by that name; see dmsetup.go).
+func newApp(stdin io.Reader, stdout, stderr io.Writer, dmsetup bool) *cli.App {
 	app := &cli.App{
 		Name:      "daxstack",
 		Usage:     "stack DAX devices like device-mapper and carry bad ranges up the stack",
@@ -49,10 +56,10 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		OnUsageError: func(c *cli.Context, err error, isSub bool) error {
 			return usageError{err.Error()}
 		},
-		CommandNotFound: func(c *cli.Context, name string) {
-			c.App.Metadata["unknown"] = name
-		},
 		Metadata: map[string]any{},
+	}
+	if dmsetup {
+		asDmsetup(app)
 	}
 	return app
 }
@@ -61,7 +68,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 func commands() []*cli.Command {
 	var out []*cli.Command
 	for _, f := range []func() []*cli.Command{
-		tableCommands, lifecycleCommands, reportCommands, daxCommands, ioCommands, daemonCommands, quickstartCommands,
+		tableCommands, lifecycleCommands, reportCommands, daxCommands, ioCommands, daemonCommands, quickstartCommands, udevCommands,
 	} {
 		out = append(out, f()...)
 	}
@@ -78,12 +85,13 @@ type env struct {
 	api  control.API
 	out  io.Writer
 	errw io.Writer
+	dm   bool // invoked as dmsetup: dmsetup's output only
 }
 
 // newEnv returns the environment of a verb, choosing the daemon when its
 // socket answers, else the database directly.
 func newEnv(c *cli.Context) *env {
-	return &env{c: c, api: chooseAPI(c), out: c.App.Writer, errw: c.App.ErrWriter}
+	return &env{c: c, api: chooseAPI(c), out: c.App.Writer, errw: c.App.ErrWriter, dm: isDmsetup(c.App)}
 }
 
 func (x *env) ctx() context.Context { return x.c.Context }

@@ -36,6 +36,8 @@ func reportCommands() []*cli.Command {
 				&cli.StringFlag{Name: "separator", Usage: "field `SEPARATOR` (no alignment)"},
 				&cli.BoolFlag{Name: "nameprefixes", Usage: "print DM_FIELD='value'"},
 				&cli.BoolFlag{Name: "unquoted", Usage: "with --nameprefixes, do not quote values"},
+				&cli.StringFlag{Name: "sort", Aliases: []string{"O"}, Usage: "order by `FIELDS` (comma-separated; - before a field: descending)"},
+				&cli.StringFlag{Name: "select", Aliases: []string{"S"}, Usage: "only devices matching `SELECTION` (libdm's: name=~REGEX || uuid=VALUE && open>0 ...)"},
 				reportFormatFlag,
 			},
 			Action: infoAction,
@@ -147,14 +149,14 @@ func lsAction(c *cli.Context) error {
 		return nil
 	}
 	if c.Bool("tree") {
-		return printTree(x.out, all, c.String("options"))
+		return printTree(x.out, all, c.String("options"), x.dm)
 	}
 	for _, d := range all {
 		line := fmt.Sprintf("%s\t(%s)", d.Name, devno(d.Major, d.Minor))
 		if c.String("target") != "" {
 			line = fmt.Sprintf("%s\t(%d, %d)", d.Name, d.Major, d.Minor)
 		}
-		if len(d.Lost) > 0 {
+		if len(d.Lost) > 0 && !x.dm {
 			line += "\tdegraded: lost " + strings.Join(d.Lost, ",")
 		}
 		fmt.Fprintln(x.out, line)
@@ -164,9 +166,8 @@ func lsAction(c *cli.Context) error {
 
 // printTree draws `dmsetup ls --tree`: roots are the devices nothing uses;
 // children are what they use, leaves shown by device number (or path).
-func printTree(w io.Writer, all []control.DeviceInfo, opts string) error {
-	utf := strings.Contains(strings.ToUpper(os.Getenv("LC_ALL")+os.Getenv("LC_CTYPE")+os.Getenv("LANG")), "UTF-8") ||
-		strings.Contains(strings.ToUpper(os.Getenv("LC_ALL")+os.Getenv("LC_CTYPE")+os.Getenv("LANG")), "UTF8")
+func printTree(w io.Writer, all []control.DeviceInfo, opts string, dm bool) error {
+	utf := localeUTF8(os.Getenv)
 	inverted := false
 	for _, o := range strings.Split(opts, ",") {
 		switch strings.TrimSpace(o) {
@@ -204,7 +205,7 @@ func printTree(w io.Writer, all []control.DeviceInfo, opts string) error {
 		if r.Mapped {
 			s = r.Name + s
 		}
-		if r.Lost {
+		if r.Lost && !dm {
 			s += " [lost]"
 		}
 		return s
@@ -254,6 +255,27 @@ func printTree(w io.Writer, all []control.DeviceInfo, opts string) error {
 		drawChildren(w, d.Deps, " ", mid, last, bar, gap, label, children)
 	}
 	return nil
+}
+
+// localeUTF8 reports whether the locale's character set is UTF-8, as
+// dmsetup decides how to draw trees (nl_langinfo(CODESET) after
+// setlocale(LC_ALL, "")): the first of LC_ALL, LC_CTYPE and LANG that is
+// set names the locale, and its codeset is what follows the '.' (up to an
+// '@'). "C", "POSIX", no locale, or no codeset are ASCII.
+func localeUTF8(getenv func(string) string) bool {
+	loc := ""
+	for _, v := range []string{"LC_ALL", "LC_CTYPE", "LANG"} {
+		if loc = getenv(v); loc != "" {
+			break
+		}
+	}
+	_, codeset, ok := strings.Cut(loc, ".")
+	if !ok {
+		return false
+	}
+	codeset, _, _ = strings.Cut(codeset, "@")
+	codeset = strings.ToLower(strings.ReplaceAll(codeset, "-", ""))
+	return codeset == "utf8"
 }
 
 func drawChildren(w io.Writer, kids []control.DevRef, prefix, mid, last, bar, gap string,
