@@ -57,6 +57,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer, dmsetup bool) *cli.App {
 			return usageError{err.Error()}
 		},
 		Metadata: map[string]any{},
+		Before:   checkGlobals,
 	}
 	if dmsetup {
 		asDmsetup(app)
@@ -76,7 +77,29 @@ func commands() []*cli.Command {
 }
 
 // reportFormatFlag is --reportformat basic|json on every report verb.
-var reportFormatFlag = &cli.StringFlag{Name: "reportformat", Usage: "`basic` text or `json` (LVM's report shape)", Value: "basic"}
+var reportFormatFlag = &cli.StringFlag{
+	Name: "reportformat", Usage: "`basic` text or `json` (LVM's report shape)", Value: "basic",
+	Action: func(_ *cli.Context, v string) error {
+		if v != "basic" && v != "json" {
+			return usagef("Unknown report format: %s (basic or json).", v)
+		}
+		return nil
+	},
+}
+
+// checkGlobals refuses global settings that have no sensible meaning.
+func checkGlobals(c *cli.Context) error {
+	if d := c.Duration("lock-timeout"); d <= 0 {
+		return usagef("--lock-timeout (or %s) must be a positive duration, not %v.", envTimeout, d)
+	}
+	return nil
+}
+
+// requiredUint64 is a required number flag: its help shows no default.
+type requiredUint64 struct{ *cli.Uint64Flag }
+
+// GetDefaultText returns "": a required flag has no default.
+func (requiredUint64) GetDefaultText() string { return "" }
 
 // env is what a verb needs: its arguments, the engine (control.API: the
 // daemon's client, or the database directly), and where to print.
@@ -126,3 +149,6 @@ func chooseAPI(c *cli.Context) control.API {
 
 // names returns the positional arguments as device names.
 func names(c *cli.Context) []string { return c.Args().Slice() }
+
+// String is the flag's help line, without a default.
+func (r requiredUint64) String() string { return cli.FlagStringer(r) }

@@ -245,7 +245,7 @@ func ioCommands() []*cli.Command {
 			Name: "read", Usage: "read sectors through a device's stack to standard output",
 			ArgsUsage: "<device> --sector S --count N",
 			Flags: []cli.Flag{
-				&cli.Uint64Flag{Name: "sector", Aliases: []string{"s"}, Usage: "first `SECTOR`", Required: true},
+				requiredUint64{&cli.Uint64Flag{Name: "sector", Aliases: []string{"s"}, Usage: "first `SECTOR` (required)", Required: true}},
 				&cli.Uint64Flag{Name: "count", Aliases: []string{"n"}, Usage: "number of sectors", Value: 1},
 			},
 			Action: readAction,
@@ -254,7 +254,7 @@ func ioCommands() []*cli.Command {
 			Name: "write", Usage: "write standard input through a device's stack at a sector",
 			ArgsUsage: "<device> --sector S",
 			Flags: []cli.Flag{
-				&cli.Uint64Flag{Name: "sector", Aliases: []string{"s"}, Usage: "first `SECTOR`", Required: true},
+				requiredUint64{&cli.Uint64Flag{Name: "sector", Aliases: []string{"s"}, Usage: "first `SECTOR` (required)", Required: true}},
 			},
 			Action: writeAction,
 		},
