@@ -87,8 +87,11 @@ func safeName(name string) string {
 	return name
 }
 
+// isReport reports whether dmsetup answers a missing device of op with
+// "Device does not exist." (table prints its ioctl line instead, as the
+// kernel oracle shows).
 func isReport(op string) bool {
-	return op == "info" || op == "table" || op == "status" || op == "deps"
+	return op == "info" || op == "status" || op == "deps"
 }
 
 // detail is the reason of an OpError without the sentinel's prefix.

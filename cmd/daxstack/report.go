@@ -140,7 +140,11 @@ func lsAction(c *cli.Context) error {
 	if x.json() {
 		rows := []row{}
 		for _, d := range all {
-			rows = append(rows, row{}.with("name", d.Name).with("major", d.Major).with("minor", d.Minor).with("uuid", d.UUID).with("degraded", len(d.Lost) > 0))
+			r := row{}.with("name", d.Name).with("major", d.Major).with("minor", d.Minor).with("uuid", d.UUID).with("degraded", len(d.Lost) > 0 || d.Broken != "")
+			if d.Broken != "" {
+				r = r.with("broken", d.Broken)
+			}
+			rows = append(rows, r)
 		}
 		return printJSON(x.out, "device", rows)
 	}
@@ -158,6 +162,9 @@ func lsAction(c *cli.Context) error {
 		}
 		if len(d.Lost) > 0 && !x.dm {
 			line += "\tdegraded: lost " + strings.Join(d.Lost, ",")
+		}
+		if d.Broken != "" && !x.dm {
+			line += "\tbroken: stored table does not load"
 		}
 		fmt.Fprintln(x.out, line)
 	}
@@ -251,7 +258,11 @@ func printTree(w io.Writer, all []control.DeviceInfo, opts string, dm bool) erro
 		if used[d.Name] {
 			continue
 		}
-		fmt.Fprintf(w, "%s (%s)\n", d.Name, devno(d.Major, d.Minor))
+		broken := ""
+		if d.Broken != "" && !dm {
+			broken = " [broken]"
+		}
+		fmt.Fprintf(w, "%s (%s)%s\n", d.Name, devno(d.Major, d.Minor), broken)
 		drawChildren(w, d.Deps, " ", mid, last, bar, gap, label, children)
 	}
 	return nil
@@ -339,14 +350,15 @@ func depsAction(c *cli.Context) error {
 	return nil
 }
 
-func tableAction(c *cli.Context, status bool) error {
+func tableAction(c *cli.Context, status bool) (err error) {
 	x := newEnv(c)
 	call := x.api.Table
 	if status {
 		call = x.api.Status
 	}
-	var devNames []string
 	prefix := c.NArg() != 1
+	var devNames []string
+	brokenOf := map[string]string{}
 	if c.NArg() == 0 {
 		all, err := x.api.List(x.ctx())
 		if err != nil {
@@ -354,15 +366,37 @@ func tableAction(c *cli.Context, status bool) error {
 		}
 		for _, d := range all {
 			devNames = append(devNames, d.Name)
+			brokenOf[d.Name] = d.Broken
 		}
 	} else {
 		devNames = names(c)
 	}
+	var broken []string
+	defer func() {
+		// A device whose stored table does not load has no table to
+		// show: say so rather than leave it out.
+		for _, n := range broken {
+			fmt.Fprintf(x.errw, "daxstack: %s: stored table does not load: %s\n", n, brokenOf[n])
+		}
+		if len(broken) > 0 && err == nil {
+			err = errShown{fmt.Errorf("%d devices with a broken table", len(broken))}
+		}
+	}()
 	var tables []control.TableResp
 	for _, n := range devNames {
 		t, err := call(x.ctx(), control.TableReq{Name: n, Inactive: c.Bool("inactive")})
 		if err != nil {
 			return err
+		}
+		if _, known := brokenOf[n]; !known && len(t.Segments) == 0 && !c.Bool("inactive") {
+			in, err := x.api.Info(x.ctx(), control.NameReq{Name: n})
+			if err != nil {
+				return err
+			}
+			brokenOf[n] = in.Broken
+		}
+		if brokenOf[n] != "" && !c.Bool("inactive") {
+			broken = append(broken, n)
 		}
 		if tt := c.String("target"); tt != "" {
 			t.Segments = slices.DeleteFunc(t.Segments, func(s control.SegmentInfo) bool { return s.Target != tt })
