@@ -70,13 +70,17 @@ func TestDmsetupOptionsAccepted(t *testing.T) {
 		{"--readahead=none"},
 	}
 	s.run("create", "d", "--table", "0 8 zero")
-	verbs := [][]string{{"info", "d"}, {"table", "d"}, {"suspend", "d"}, {"resume", "d"}, {"status", "d"}, {"deps", "d"}}
-	for i, o := range ignored {
-		for _, verb := range [][]string{{"ls"}, verbs[i%len(verbs)]} {
-			args := append(append([]string{}, verb...), o...)
-			if r := s.tryRun(args...); r.code != 0 {
-				t.Errorf("daxstack %s: exit %d: %s", strings.Join(args, " "), r.code, r.err)
-			}
+	// All of them at once on each verb: a refused one fails the command
+	// and is named in its error.
+	var all []string
+	for _, o := range ignored {
+		all = append(all, o...)
+	}
+	for _, verb := range [][]string{{"ls"}, {"info", "d"}, {"info", "-c", "d"}, {"table", "d"}, {"status", "d"},
+		{"deps", "d"}, {"suspend", "d"}, {"resume", "d"}, {"targets"}, {"version"}} {
+		args := append(append([]string{}, verb...), all...)
+		if r := s.tryRun(args...); r.code != 0 {
+			t.Errorf("daxstack %s ...: exit %d: %s", strings.Join(verb, " "), r.code, r.err)
 		}
 	}
 	// Given to create, they change nothing about the device.
