@@ -62,7 +62,9 @@ func TestDmsetupOracleReports(t *testing.T) {
 		"drop_writes \n", "drop_writes\n", // mainline's flakey table
 	)
 	// info -c: the Maj column holds 254 in the guest.
-	infoC := func(s string) string { return strings.ReplaceAll(ours.Replace(s), "            254 ", "              0 ") }
+	infoC := func(s string) string {
+		return strings.ReplaceAll(ours.Replace(s), "            254 ", "              0 ")
+	}
 	for _, tc := range []struct {
 		cmd  string
 		conv func(string) string
