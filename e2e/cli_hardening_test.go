@@ -150,8 +150,19 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 // for its table on standard input (a forgotten table), with exit status 1
 // and nothing changed.
 func TestTableInputInterrupted(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
-		t.Run(sig.String(), func(t *testing.T) {
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		args []string
+		want string
+	}{
+		{syscall.SIGINT, []string{"create", "foo"}, "daxstack: table on stdin: interrupted while reading: context canceled\n"},
+		{syscall.SIGTERM, []string{"create", "foo"}, "daxstack: table on stdin: interrupted while reading: context canceled\n"},
+		{syscall.SIGINT, []string{"load", "keep"}, "daxstack: table on stdin: interrupted while reading: context canceled\n"},
+		// write's data, too, comes from standard input.
+		{syscall.SIGINT, []string{"write", "keep", "--sector", "0"}, "daxstack: write keep: standard input: context canceled\n"},
+	} {
+		sig := tc.sig
+		t.Run(sig.String()+" "+tc.args[0], func(t *testing.T) {
 			s := newQuickSandbox(t)
 			s.run("create", "keep", "--table", "0 8 zero")
 			before := s.dbState()
@@ -160,7 +171,7 @@ func TestTableInputInterrupted(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer pw.Close()
-			c := s.cmd("create", "foo")
+			c := s.cmd(tc.args...)
 			c.Stdin = pr
 			var errb bytes.Buffer
 			c.Stderr = &errb
@@ -168,7 +179,7 @@ func TestTableInputInterrupted(t *testing.T) {
 				t.Fatal(err)
 			}
 			pr.Close()
-			pw.Write([]byte("0 8 zero\n")) // a table begun, never finished
+			pw.Write([]byte("0 8 zero\n")) // input begun, never finished
 			time.Sleep(300 * time.Millisecond)
 			c.Process.Signal(sig)
 			done := make(chan error, 1)
@@ -178,17 +189,17 @@ func TestTableInputInterrupted(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				c.Process.Kill()
 				<-done
-				t.Fatalf("create did not stop on %v", sig)
+				t.Fatalf("%v did not stop on %v", tc.args, sig)
 			}
 			var ee *exec.ExitError
 			if !errorsAs(err, &ee) || ee.ExitCode() != 1 {
 				t.Fatalf("create ended with %v, want exit status 1", err)
 			}
-			if want := "daxstack: table on stdin: interrupted while reading: context canceled\nCommand failed.\n"; errb.String() != want {
+			if want := tc.want + "Command failed.\n"; errb.String() != want {
 				t.Errorf("stderr %q, want %q", errb.String(), want)
 			}
 			if s.dbState() != before {
-				t.Errorf("an interrupted create changed the database")
+				t.Errorf("an interrupted %v changed the database", tc.args)
 			}
 		})
 	}

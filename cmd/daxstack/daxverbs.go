@@ -333,8 +333,9 @@ func writeAction(c *cli.Context) error {
 	}
 	defer h.Close()
 	buf := make([]byte, ioChunk)
+	in := &ctxReader{ctx: x.ctx(), r: c.App.Reader}
 	for {
-		n, rerr := io.ReadFull(c.App.Reader, buf)
+		n, rerr := io.ReadFull(in, buf)
 		if n > 0 {
 			if _, err := h.WriteAtContext(x.ctx(), buf[:n], off); err != nil {
 				return ioFailure(x, "write", dev, err)
@@ -349,7 +350,7 @@ func writeAction(c *cli.Context) error {
 			return nil
 		}
 		if rerr != nil {
-			return rerr
+			return fmt.Errorf("write %s: standard input: %w", dev, rerr)
 		}
 	}
 }
