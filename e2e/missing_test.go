@@ -41,7 +41,8 @@ func TestMissingLeaf(t *testing.T) {
 	degraded := map[string]bool{"s0": true, "top": true, "bonly": true, "solo": false}
 	// b's poison 10..11 is stripe 1 sectors 10..11: the stripe's chunk 1,
 	// so s0 chunk 3, s0 26..27, top 2..3; bonly starts at b 100.
-	healthy := "Name  Health BadSect\nbonly ok           0\ns0    bad          2\nsolo  ok           0\ntop   bad          2\n"
+	// dmsetup's minimum width of Name is 16.
+	healthy := "Name             Health BadSect\nbonly            ok           0\ns0               bad          2\nsolo             ok           0\ntop              bad          2\n"
 	if got := s.run("info", "-c", "-o", "name,health,bad_sectors"); got != healthy {
 		t.Fatalf("before: info -c:\n%s\nwant:\n%s", got, healthy)
 	}
@@ -71,7 +72,7 @@ func TestMissingLeaf(t *testing.T) {
 				t.Errorf("%s: ls json: %s degraded %v", when, r.Name, r.Degraded)
 			}
 		}
-		want = fmt.Sprintf("Name  Health   BadSect\nbonly degraded      50\ns0    degraded    1024\nsolo  ok             0\ntop   degraded    %4d\n", topOnB)
+		want = fmt.Sprintf("Name             Health   BadSect\nbonly            degraded      50\ns0               degraded    1024\nsolo             ok             0\ntop              degraded    %4d\n", topOnB)
 		if got := s.run("info", "-c", "-o", "name,health,bad_sectors"); got != want {
 			t.Errorf("%s: info -c:\n%s\nwant:\n%s", when, got, want)
 		}

@@ -49,10 +49,16 @@ type Cause struct {
 }
 
 // DevName names a device in events and reports: a mapped device by name, a
-// leaf by its reference (a path, or major:minor).
+// leaf by its path (a block device by its node, /dev/pmem0), or by its
+// reference (major:minor) when it has none (a leaf lost before it opened).
 func DevName(d *stack.Dev) string {
 	if md := d.Mapped(); md != nil {
 		return md.Name()
+	}
+	// A block device leaf is named by its path (/dev/pmem0), which tells
+	// a reader more than the device number its tables print.
+	if p, ok := d.Leaf().(interface{ Path() string }); ok && p.Path() != "" {
+		return p.Path()
 	}
 	return d.Leaf().Ref()
 }

@@ -90,6 +90,13 @@ func parseLine(raw string, no int, source string) (Line, bool, error) {
 	if !ok1 || !ok2 {
 		return bad()
 	}
+	if start > MaxTableSectors || length > MaxTableSectors-start {
+		return Line{}, false, &TableError{
+			Line: no,
+			Text: fmt.Sprintf("Line %d ends at sector %d, past the largest device size of %d sectors.", no, start+length, MaxTableSectors),
+			Err:  ErrInvalid,
+		}
+	}
 	if len(fields[2]) >= maxTypeName {
 		return Line{}, false, &TableError{
 			Line: no,
@@ -103,6 +110,12 @@ func parseLine(raw string, no int, source string) (Line, bool, error) {
 	}
 	return Line{No: no, Start: start, Len: length, Type: fields[2], Params: params}, true, nil
 }
+
+// MaxTableSectors is the largest size of a table: the kernel's largest
+// block device, 2^63 bytes less one, in whole 4 KiB pages (lvm2's test
+// library creates error and zero devices of exactly this size). Every
+// byte offset of such a device fits an int64.
+const MaxTableSectors = 18014398509481976
 
 // parseSector parses a plain decimal sector number below extent.MaxSector.
 func parseSector(s string) (uint64, bool) {

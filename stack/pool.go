@@ -145,6 +145,9 @@ func CheckName(name string) error {
 		return fmt.Errorf("%w: device name cannot be \"control\", \".\", or \"..\"", ErrInvalid)
 	case len(name) >= NameLen:
 		return fmt.Errorf("%w: Name \"%s\" too long.", ErrInvalid, name)
+	case strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		// A tab or a newline would break every line-based report.
+		return fmt.Errorf("%w: Name %q invalid. It contains a control character.", ErrInvalid, name)
 	}
 	return nil
 }

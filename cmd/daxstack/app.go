@@ -27,7 +27,14 @@ const (
 // DefaultSocket is where the daemon listens unless told otherwise.
 const DefaultSocket = "/run/daxstack/daxstack.sock"
 
-func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+func init() {
+	// --version only: -v is dmsetup's --verbose.
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
+}
+
+// newApp returns the command line of daxstack, or of dmsetup when dmsetup
+// is true (the program was invoked by that name; see dmsetup.go).
+func newApp(stdin io.Reader, stdout, stderr io.Writer, dmsetup bool) *cli.App {
 	app := &cli.App{
 		Name:      "daxstack",
 		Usage:     "stack DAX devices like device-mapper and carry bad ranges up the stack",
@@ -49,10 +56,11 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		OnUsageError: func(c *cli.Context, err error, isSub bool) error {
 			return usageError{err.Error()}
 		},
-		CommandNotFound: func(c *cli.Context, name string) {
-			c.App.Metadata["unknown"] = name
-		},
 		Metadata: map[string]any{},
+		Before:   checkGlobals,
+	}
+	if dmsetup {
+		asDmsetup(app)
 	}
 	return app
 }
@@ -61,7 +69,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 func commands() []*cli.Command {
 	var out []*cli.Command
 	for _, f := range []func() []*cli.Command{
-		tableCommands, lifecycleCommands, reportCommands, daxCommands, ioCommands, daemonCommands, quickstartCommands,
+		tableCommands, lifecycleCommands, reportCommands, daxCommands, ioCommands, daemonCommands, quickstartCommands, udevCommands,
 	} {
 		out = append(out, f()...)
 	}
@@ -69,7 +77,29 @@ func commands() []*cli.Command {
 }
 
 // reportFormatFlag is --reportformat basic|json on every report verb.
-var reportFormatFlag = &cli.StringFlag{Name: "reportformat", Usage: "`basic` text or `json` (LVM's report shape)", Value: "basic"}
+var reportFormatFlag = &cli.StringFlag{
+	Name: "reportformat", Usage: "`basic` text or `json` (LVM's report shape)", Value: "basic",
+	Action: func(_ *cli.Context, v string) error {
+		if v != "basic" && v != "json" {
+			return usagef("Unknown report format: %s (basic or json).", v)
+		}
+		return nil
+	},
+}
+
+// checkGlobals refuses global settings that have no sensible meaning.
+func checkGlobals(c *cli.Context) error {
+	if d := c.Duration("lock-timeout"); d <= 0 {
+		return usagef("--lock-timeout (or %s) must be a positive duration, not %v.", envTimeout, d)
+	}
+	return nil
+}
+
+// requiredUint64 is a required number flag: its help shows no default.
+type requiredUint64 struct{ *cli.Uint64Flag }
+
+// GetDefaultText returns "": a required flag has no default.
+func (requiredUint64) GetDefaultText() string { return "" }
 
 // env is what a verb needs: its arguments, the engine (control.API: the
 // daemon's client, or the database directly), and where to print.
@@ -78,12 +108,13 @@ type env struct {
 	api  control.API
 	out  io.Writer
 	errw io.Writer
+	dm   bool // invoked as dmsetup: dmsetup's output only
 }
 
 // newEnv returns the environment of a verb, choosing the daemon when its
 // socket answers, else the database directly.
 func newEnv(c *cli.Context) *env {
-	return &env{c: c, api: chooseAPI(c), out: c.App.Writer, errw: c.App.ErrWriter}
+	return &env{c: c, api: chooseAPI(c), out: c.App.Writer, errw: c.App.ErrWriter, dm: isDmsetup(c.App)}
 }
 
 func (x *env) ctx() context.Context { return x.c.Context }
@@ -118,3 +149,6 @@ func chooseAPI(c *cli.Context) control.API {
 
 // names returns the positional arguments as device names.
 func names(c *cli.Context) []string { return c.Args().Slice() }
+
+// String is the flag's help line, without a default.
+func (r requiredUint64) String() string { return cli.FlagStringer(r) }

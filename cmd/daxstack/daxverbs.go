@@ -245,7 +245,7 @@ func ioCommands() []*cli.Command {
 			Name: "read", Usage: "read sectors through a device's stack to standard output",
 			ArgsUsage: "<device> --sector S --count N",
 			Flags: []cli.Flag{
-				&cli.Uint64Flag{Name: "sector", Aliases: []string{"s"}, Usage: "first `SECTOR`", Required: true},
+				requiredUint64{&cli.Uint64Flag{Name: "sector", Aliases: []string{"s"}, Usage: "first `SECTOR` (required)", Required: true}},
 				&cli.Uint64Flag{Name: "count", Aliases: []string{"n"}, Usage: "number of sectors", Value: 1},
 			},
 			Action: readAction,
@@ -254,7 +254,7 @@ func ioCommands() []*cli.Command {
 			Name: "write", Usage: "write standard input through a device's stack at a sector",
 			ArgsUsage: "<device> --sector S",
 			Flags: []cli.Flag{
-				&cli.Uint64Flag{Name: "sector", Aliases: []string{"s"}, Usage: "first `SECTOR`", Required: true},
+				requiredUint64{&cli.Uint64Flag{Name: "sector", Aliases: []string{"s"}, Usage: "first `SECTOR` (required)", Required: true}},
 			},
 			Action: writeAction,
 		},
@@ -333,8 +333,9 @@ func writeAction(c *cli.Context) error {
 	}
 	defer h.Close()
 	buf := make([]byte, ioChunk)
+	in := &ctxReader{ctx: x.ctx(), r: c.App.Reader}
 	for {
-		n, rerr := io.ReadFull(c.App.Reader, buf)
+		n, rerr := io.ReadFull(in, buf)
 		if n > 0 {
 			if _, err := h.WriteAtContext(x.ctx(), buf[:n], off); err != nil {
 				return ioFailure(x, "write", dev, err)
@@ -349,7 +350,7 @@ func writeAction(c *cli.Context) error {
 			return nil
 		}
 		if rerr != nil {
-			return rerr
+			return fmt.Errorf("write %s: standard input: %w", dev, rerr)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -50,7 +51,12 @@ func printError(w io.Writer, err error) {
 	} else if hasOp {
 		// The ioctl line says it all when the cause is only the device's
 		// name behind a sentinel ("device does not exist: s0").
-		if d := detail(oe); d != oe.Device || oe.Op == "" {
+		switch d := detail(oe); {
+		case d == oe.Device && oe.Op == "":
+			// Nothing but the name behind a sentinel ("device does not
+			// exist: nosuch"): say what is wrong with it.
+			fmt.Fprintln(w, "daxstack: "+safeName(oe.Device)+": "+sentinelText(oe.Err))
+		case d != oe.Device || oe.Op == "":
 			fmt.Fprintln(w, "daxstack: "+d)
 		}
 	} else {
@@ -59,17 +65,33 @@ func printError(w io.Writer, err error) {
 	if hasOp && oe.Op != "" {
 		// libdm's shape: "on <name> <uuid><(maj:min)> failed", so a device
 		// without a number leaves two spaces ("on foo  failed").
-		devno := ""
+		devno, uuid := "", oe.UUID
 		if oe.Devno != "" {
 			devno = "(" + oe.Devno + ")"
 		}
-		fmt.Fprintf(w, "device-mapper: %s ioctl on %s %s%s failed: %s\n", oe.Op, oe.Device, oe.UUID, devno, control.Strerror(errno(err)))
+		if oe.Op == "message" {
+			// dmsetup's message task names the device only.
+			devno, uuid = "", ""
+		}
+		fmt.Fprintf(w, "device-mapper: %s ioctl on %s %s%s failed: %s\n", oe.Op, safeName(oe.Device), uuid, devno, control.Strerror(errno(err)))
 	}
 	fmt.Fprintln(w, "Command failed.")
 }
 
+// safeName is a device name as given, or quoted when it holds control
+// characters (a refused name with a newline must not break the lines).
+func safeName(name string) string {
+	if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return strconv.Quote(name)
+	}
+	return name
+}
+
+// isReport reports whether dmsetup answers a missing device of op with
+// "Device does not exist." (table prints its ioctl line instead, as the
+// kernel oracle shows).
 func isReport(op string) bool {
-	return op == "info" || op == "table" || op == "status" || op == "deps"
+	return op == "info" || op == "status" || op == "deps"
 }
 
 // detail is the reason of an OpError without the sentinel's prefix.
@@ -79,9 +101,19 @@ func detail(oe *control.OpError) string {
 		msg = strings.TrimPrefix(msg, s.Error()+": ")
 	}
 	if oe.Device != "" && !strings.Contains(msg, oe.Device) {
-		msg = oe.Device + ": " + msg
+		msg = safeName(oe.Device) + ": " + msg
 	}
 	return strings.TrimSpace(msg)
+}
+
+// sentinelText is the engine's word for err ("device does not exist").
+func sentinelText(err error) string {
+	for _, s := range []error{stack.ErrBusy, stack.ErrNotFound, stack.ErrExists, stack.ErrInvalid, stack.ErrLoop} {
+		if errors.Is(err, s) {
+			return s.Error()
+		}
+	}
+	return control.Strerror(errno(err))
 }
 
 func errno(err error) syscall.Errno {

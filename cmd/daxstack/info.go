@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/daxstack/daxstack/control"
+	"github.com/daxstack/daxstack/internal/dmselect"
 )
 
 // info: dmsetup's long form and its report columns.
@@ -19,8 +21,12 @@ func infoAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fields, err := reportFields(c.String("options"))
+	fields, err := reportFields(c.String("options"), x.dm)
 	if err != nil {
+		return err
+	}
+	none := len(devs) == 0
+	if devs, err = selectAndSort(devs, c.String("select"), c.String("sort"), x.dm); err != nil {
 		return err
 	}
 	if x.json() {
@@ -34,20 +40,76 @@ func infoAction(c *cli.Context) error {
 		}
 		return printJSON(x.out, "info", rows)
 	}
+	if none {
+		fmt.Fprintln(x.out, "No devices found")
+		return nil
+	}
 	if !c.Bool("columns") && !c.IsSet("options") && !c.Bool("noheadings") {
-		if len(devs) == 0 {
-			fmt.Fprintln(x.out, "No devices found")
-		}
 		for _, d := range devs {
-			printInfoLong(x.out, d)
+			printInfoLong(x.out, d, x.dm)
 		}
 		return nil
 	}
 	return printColumns(x.out, fields, devs, c)
 }
 
+// selectAndSort keeps the devices that pass -S/--select and orders them
+// by -O/--sort, as libdm's report engine (package dmselect).
+func selectAndSort(devs []control.DeviceInfo, sel, sortSpec string, dm bool) ([]control.DeviceInfo, error) {
+	if sel == "" && sortSpec == "" {
+		return devs, nil
+	}
+	var fs []dmselect.Field
+	for _, f := range infoFields {
+		if dm && f.own() {
+			continue
+		}
+		k := dmselect.String
+		if f.numeric {
+			k = dmselect.Number
+		}
+		fs = append(fs, dmselect.Field{Name: f.name, Kind: k})
+	}
+	s, err := dmselect.Parse(sel, fs)
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	keys, err := dmselect.ParseSort(sortSpec, fs)
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	var out []control.DeviceInfo
+	for _, d := range devs {
+		if s.Match(selectRow(d)) {
+			out = append(out, d)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b control.DeviceInfo) int {
+		return dmselect.Compare(keys, selectRow(a), selectRow(b))
+	})
+	return out, nil
+}
+
+// selectRow gives a device's value of any info field to dmselect.
+func selectRow(d control.DeviceInfo) dmselect.Row {
+	return func(name string) dmselect.Value {
+		i := slices.IndexFunc(infoFields, func(f reportField) bool { return strings.EqualFold(f.name, name) })
+		if i < 0 {
+			return dmselect.Value{}
+		}
+		f := infoFields[i]
+		v := dmselect.Value{S: f.text(d)}
+		if f.numeric {
+			v.N, _ = strconv.ParseUint(v.S, 10, 64)
+		}
+		return v
+	}
+}
+
 // printInfoLong prints dmsetup's long `info`, followed by an empty line.
-func printInfoLong(w io.Writer, d control.DeviceInfo) {
+// daxstack's own lines (lost leaves, bad sectors, ...) are left out as
+// dmsetup (dm).
+func printInfoLong(w io.Writer, d control.DeviceInfo, dm bool) {
 	state := "ACTIVE"
 	if d.Suspended {
 		state = "SUSPENDED"
@@ -55,7 +117,7 @@ func printInfoLong(w io.Writer, d control.DeviceInfo) {
 	if d.ReadOnly {
 		state += " (READ-ONLY)"
 	}
-	if len(d.Lost) > 0 || d.Broken != "" {
+	if (len(d.Lost) > 0 || d.Broken != "") && !dm {
 		state += " (DEGRADED)"
 	}
 	tables := "None"
@@ -75,16 +137,16 @@ func printInfoLong(w io.Writer, d control.DeviceInfo) {
 	fmt.Fprintf(w, "Event number:      %d\n", d.Events)
 	fmt.Fprintf(w, "Major, minor:      %d, %d\n", d.Major, d.Minor)
 	fmt.Fprintf(w, "Number of targets: %d\n", d.Targets)
-	if d.Holder != "" {
+	if d.Holder != "" && !dm {
 		fmt.Fprintf(w, "Holder:            %s\n", d.Holder)
 	}
-	if len(d.Lost) > 0 {
+	if len(d.Lost) > 0 && !dm {
 		fmt.Fprintf(w, "Lost leaves:       %s\n", strings.Join(d.Lost, " "))
 	}
-	if d.Bad > 0 {
+	if d.Bad > 0 && !dm {
 		fmt.Fprintf(w, "Bad sectors:       %d\n", d.Bad)
 	}
-	if d.Broken != "" {
+	if d.Broken != "" && !dm {
 		fmt.Fprintf(w, "Stored table:      does not load: %s\n", d.Broken)
 	}
 	if d.UUID != "" {
@@ -99,6 +161,23 @@ type reportField struct {
 	numeric       bool
 	value         func(control.DeviceInfo) any
 }
+
+// dmsetup's minimum widths of its fields, and the fields that are
+// daxstack's own (not offered when invoked as dmsetup).
+var (
+	fieldWidths = map[string]int{
+		"name": 16, "major": 3, "minor": 3, "attr": 4, "open": 4, "segments": 4, "events": 6,
+		"uuid": 32, "devno": 5, "tables_loaded": 6, "suspended": 9, "readonly": 9,
+		"device_count": 5, "devs_used": 16, "devnos_used": 16,
+	}
+	ownFields = []string{"size", "bad_sectors", "health", "holder"}
+)
+
+// width is the field's minimum width in an aligned report.
+func (f reportField) width() int { return max(fieldWidths[f.name], len(f.heading)) }
+
+// own reports whether the field is daxstack's, not dmsetup's.
+func (f reportField) own() bool { return slices.Contains(ownFields, f.name) }
 
 func (f reportField) text(d control.DeviceInfo) string { return fmt.Sprint(f.value(d)) }
 func (f reportField) json(d control.DeviceInfo) any    { return f.value(d) }
@@ -195,7 +274,9 @@ func attr(d control.DeviceInfo) any {
 
 const defaultInfoFields = "name,major,minor,attr,open,segments,events,uuid"
 
-func reportFields(opt string) ([]reportField, error) {
+// reportFields parses -o: fields separated by commas, or "+" and fields
+// to add to the default ones. dm leaves out daxstack's own fields.
+func reportFields(opt string, dm bool) ([]reportField, error) {
 	spec := defaultInfoFields
 	switch {
 	case strings.HasPrefix(opt, "+"):
@@ -206,11 +287,13 @@ func reportFields(opt string) ([]reportField, error) {
 	var out []reportField
 	for _, n := range strings.Split(spec, ",") {
 		n = strings.TrimSpace(n)
-		i := slices.IndexFunc(infoFields, func(f reportField) bool { return f.name == n })
+		i := slices.IndexFunc(infoFields, func(f reportField) bool { return f.name == n && !(dm && f.own()) })
 		if i < 0 {
 			var known []string
 			for _, f := range infoFields {
-				known = append(known, f.name)
+				if !(dm && f.own()) {
+					known = append(known, f.name)
+				}
 			}
 			return nil, usagef("Unrecognised field: %s (known: %s)", n, strings.Join(known, ","))
 		}
@@ -252,25 +335,29 @@ func printColumns(w io.Writer, fields []reportField, devs []control.DeviceInfo, 
 		}
 		rows = append(rows, row)
 	}
+	// libdm's alignment: each column as wide as its field's minimum, its
+	// heading and its widest value; numbers to the right, strings and
+	// headings to the left, every column padded (the last one too).
 	width := make([]int, len(fields))
 	if aligned {
 		for i, f := range fields {
-			width[i] = len(f.heading)
+			width[i] = f.width()
+			if !headings {
+				width[i] = 0
+			}
 			for _, r := range rows {
 				width[i] = max(width[i], len(r[i]))
 			}
 		}
 	}
-	line := func(cells []string) {
+	line := func(cells []string, heading bool) {
 		out := make([]string, len(cells))
 		for i, s := range cells {
 			switch {
 			case !aligned:
 				out[i] = s
-			case fields[i].numeric:
+			case fields[i].numeric && !heading:
 				out[i] = fmt.Sprintf("%*s", width[i], s)
-			case i == len(cells)-1:
-				out[i] = s
 			default:
 				out[i] = fmt.Sprintf("%-*s", width[i], s)
 			}
@@ -282,10 +369,10 @@ func printColumns(w io.Writer, fields []reportField, devs []control.DeviceInfo, 
 		for _, f := range fields {
 			h = append(h, f.heading)
 		}
-		line(h)
+		line(h, true)
 	}
 	for _, r := range rows {
-		line(r)
+		line(r, false)
 	}
 	return nil
 }

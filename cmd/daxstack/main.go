@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	_ "github.com/daxstack/daxstack/targets/all"
@@ -31,13 +32,31 @@ func main() {
 // run executes one daxstack command line and returns its exit status:
 // 0 on success, 1 on any failure, as dmsetup.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	app := newApp(stdin, stdout, stderr)
-	err := app.RunContext(ctx, permute(app, args))
+	dm := len(args) > 0 && filepath.Base(args[0]) == "dmsetup"
+	app := newApp(stdin, stdout, stderr, dm)
+	if dm && len(args) < 2 {
+		// dmsetup without a command: its usage, on stderr, and failure.
+		app.Writer = stderr
+		app.Run([]string{args[0], "help"})
+		return 1
+	}
+	argv, err := permute(app, args)
+	if err == nil {
+		argv = dmsetupVersion(app, argv)
+		err = app.RunContext(ctx, argv)
+	}
 	if err == nil {
 		return 0
 	}
 	var shown errShown
-	if !errors.As(err, &shown) {
+	var oe optionError
+	switch {
+	case errors.As(err, &shown):
+	case errors.As(err, &oe) && oe.bare:
+		fmt.Fprintln(stderr, oe.msg)
+	case errors.As(err, &oe):
+		fmt.Fprintf(stderr, "%s: %s\n", app.Name, oe.msg)
+	default:
 		printError(stderr, err)
 	}
 	return 1

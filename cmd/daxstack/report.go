@@ -36,6 +36,8 @@ func reportCommands() []*cli.Command {
 				&cli.StringFlag{Name: "separator", Usage: "field `SEPARATOR` (no alignment)"},
 				&cli.BoolFlag{Name: "nameprefixes", Usage: "print DM_FIELD='value'"},
 				&cli.BoolFlag{Name: "unquoted", Usage: "with --nameprefixes, do not quote values"},
+				&cli.StringFlag{Name: "sort", Aliases: []string{"O"}, Usage: "order by `FIELDS` (comma-separated; - before a field: descending)"},
+				&cli.StringFlag{Name: "select", Aliases: []string{"S"}, Usage: "only devices matching `SELECTION` (libdm's: name=~REGEX || uuid=VALUE && open>0 ...)"},
 				reportFormatFlag,
 			},
 			Action: infoAction,
@@ -138,7 +140,11 @@ func lsAction(c *cli.Context) error {
 	if x.json() {
 		rows := []row{}
 		for _, d := range all {
-			rows = append(rows, row{}.with("name", d.Name).with("major", d.Major).with("minor", d.Minor).with("uuid", d.UUID).with("degraded", len(d.Lost) > 0))
+			r := row{}.with("name", d.Name).with("major", d.Major).with("minor", d.Minor).with("uuid", d.UUID).with("degraded", len(d.Lost) > 0 || d.Broken != "")
+			if d.Broken != "" {
+				r = r.with("broken", d.Broken)
+			}
+			rows = append(rows, r)
 		}
 		return printJSON(x.out, "device", rows)
 	}
@@ -147,15 +153,18 @@ func lsAction(c *cli.Context) error {
 		return nil
 	}
 	if c.Bool("tree") {
-		return printTree(x.out, all, c.String("options"))
+		return printTree(x.out, all, c.String("options"), x.dm)
 	}
 	for _, d := range all {
 		line := fmt.Sprintf("%s\t(%s)", d.Name, devno(d.Major, d.Minor))
 		if c.String("target") != "" {
 			line = fmt.Sprintf("%s\t(%d, %d)", d.Name, d.Major, d.Minor)
 		}
-		if len(d.Lost) > 0 {
+		if len(d.Lost) > 0 && !x.dm {
 			line += "\tdegraded: lost " + strings.Join(d.Lost, ",")
+		}
+		if d.Broken != "" && !x.dm {
+			line += "\tbroken: stored table does not load"
 		}
 		fmt.Fprintln(x.out, line)
 	}
@@ -164,9 +173,8 @@ func lsAction(c *cli.Context) error {
 
 // printTree draws `dmsetup ls --tree`: roots are the devices nothing uses;
 // children are what they use, leaves shown by device number (or path).
-func printTree(w io.Writer, all []control.DeviceInfo, opts string) error {
-	utf := strings.Contains(strings.ToUpper(os.Getenv("LC_ALL")+os.Getenv("LC_CTYPE")+os.Getenv("LANG")), "UTF-8") ||
-		strings.Contains(strings.ToUpper(os.Getenv("LC_ALL")+os.Getenv("LC_CTYPE")+os.Getenv("LANG")), "UTF8")
+func printTree(w io.Writer, all []control.DeviceInfo, opts string, dm bool) error {
+	utf := localeUTF8(os.Getenv)
 	inverted := false
 	for _, o := range strings.Split(opts, ",") {
 		switch strings.TrimSpace(o) {
@@ -204,7 +212,7 @@ func printTree(w io.Writer, all []control.DeviceInfo, opts string) error {
 		if r.Mapped {
 			s = r.Name + s
 		}
-		if r.Lost {
+		if r.Lost && !dm {
 			s += " [lost]"
 		}
 		return s
@@ -250,10 +258,35 @@ func printTree(w io.Writer, all []control.DeviceInfo, opts string) error {
 		if used[d.Name] {
 			continue
 		}
-		fmt.Fprintf(w, "%s (%s)\n", d.Name, devno(d.Major, d.Minor))
+		broken := ""
+		if d.Broken != "" && !dm {
+			broken = " [broken]"
+		}
+		fmt.Fprintf(w, "%s (%s)%s\n", d.Name, devno(d.Major, d.Minor), broken)
 		drawChildren(w, d.Deps, " ", mid, last, bar, gap, label, children)
 	}
 	return nil
+}
+
+// localeUTF8 reports whether the locale's character set is UTF-8, as
+// dmsetup decides how to draw trees (nl_langinfo(CODESET) after
+// setlocale(LC_ALL, "")): the first of LC_ALL, LC_CTYPE and LANG that is
+// set names the locale, and its codeset is what follows the '.' (up to an
+// '@'). "C", "POSIX", no locale, or no codeset are ASCII.
+func localeUTF8(getenv func(string) string) bool {
+	loc := ""
+	for _, v := range []string{"LC_ALL", "LC_CTYPE", "LANG"} {
+		if loc = getenv(v); loc != "" {
+			break
+		}
+	}
+	_, codeset, ok := strings.Cut(loc, ".")
+	if !ok {
+		return false
+	}
+	codeset, _, _ = strings.Cut(codeset, "@")
+	codeset = strings.ToLower(strings.ReplaceAll(codeset, "-", ""))
+	return codeset == "utf8"
 }
 
 func drawChildren(w io.Writer, kids []control.DevRef, prefix, mid, last, bar, gap string,
@@ -317,14 +350,15 @@ func depsAction(c *cli.Context) error {
 	return nil
 }
 
-func tableAction(c *cli.Context, status bool) error {
+func tableAction(c *cli.Context, status bool) (err error) {
 	x := newEnv(c)
 	call := x.api.Table
 	if status {
 		call = x.api.Status
 	}
-	var devNames []string
 	prefix := c.NArg() != 1
+	var devNames []string
+	brokenOf := map[string]string{}
 	if c.NArg() == 0 {
 		all, err := x.api.List(x.ctx())
 		if err != nil {
@@ -332,15 +366,37 @@ func tableAction(c *cli.Context, status bool) error {
 		}
 		for _, d := range all {
 			devNames = append(devNames, d.Name)
+			brokenOf[d.Name] = d.Broken
 		}
 	} else {
 		devNames = names(c)
 	}
+	var broken []string
+	defer func() {
+		// A device whose stored table does not load has no table to
+		// show: say so rather than leave it out.
+		for _, n := range broken {
+			fmt.Fprintf(x.errw, "daxstack: %s: stored table does not load: %s\n", n, brokenOf[n])
+		}
+		if len(broken) > 0 && err == nil {
+			err = errShown{fmt.Errorf("%d devices with a broken table", len(broken))}
+		}
+	}()
 	var tables []control.TableResp
 	for _, n := range devNames {
 		t, err := call(x.ctx(), control.TableReq{Name: n, Inactive: c.Bool("inactive")})
 		if err != nil {
 			return err
+		}
+		if _, known := brokenOf[n]; !known && len(t.Segments) == 0 && !c.Bool("inactive") {
+			in, err := x.api.Info(x.ctx(), control.NameReq{Name: n})
+			if err != nil {
+				return err
+			}
+			brokenOf[n] = in.Broken
+		}
+		if brokenOf[n] != "" && !c.Bool("inactive") {
+			broken = append(broken, n)
 		}
 		if tt := c.String("target"); tt != "" {
 			t.Segments = slices.DeleteFunc(t.Segments, func(s control.SegmentInfo) bool { return s.Target != tt })
