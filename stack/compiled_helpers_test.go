@@ -20,7 +20,8 @@ import (
 // layout hidden or misdeclared.
 type (
 	mapioTarget struct{ stack.Target }
-	endioTarget struct{ stack.Target }
+	endioTarget struct{ stack.Target } // an ErrorEndIOer: a hook
+	fullEndIO   struct{ stack.Target } // an EndIOer that sees every request: a step
 	delayTarget struct{ stack.Target }
 	plainStripe struct{ stack.Target } // striped, neither Striper nor EndIOer
 	lyingStripe struct{ stack.Target } // striped, declaring its stripes in reverse
@@ -29,6 +30,8 @@ type (
 
 func (mapioTarget) MapIO(*stack.Bio) (stack.Action, error)  { return stack.Remap, nil }
 func (endioTarget) EndIO(_ *stack.Bio, err error) error     { return err }
+func (endioTarget) EndIOErrorsOnly()                        {}
+func (fullEndIO) EndIO(_ *stack.Bio, err error) error       { return err }
 func (delayTarget) Hold(*stack.Bio) (time.Duration, func()) { return 0, nil }
 func (s shortAreas) Areas() []stack.Area {
 	a := s.Target.Areas()
@@ -36,6 +39,7 @@ func (s shortAreas) Areas() []stack.Area {
 	return a
 }
 func (l lyingStripe) EndIO(b *stack.Bio, err error) error  { return err }
+func (l lyingStripe) EndIOErrorsOnly()                     {}
 func (l lyingStripe) StripeLayout() (uint64, []stack.Area) { return l.layout() }
 func (l lyingStripe) layout() (uint64, []stack.Area) {
 	chunk, a := l.Target.(stack.Striper).StripeLayout()
@@ -60,6 +64,7 @@ func init() {
 	wrap("c-mapio", "linear", func(t stack.Target) stack.Target { return mapioTarget{t} })
 	wrap("c-endio", "linear", func(t stack.Target) stack.Target { return endioTarget{t} })
 	wrap("c-delay", "linear", func(t stack.Target) stack.Target { return delayTarget{t} })
+	wrap("c-fullend", "linear", func(t stack.Target) stack.Target { return fullEndIO{t} })
 	wrap("c-plain", "striped", func(t stack.Target) stack.Target { return plainStripe{t} })
 	wrap("c-lying", "striped", func(t stack.Target) stack.Target { return lyingStripe{t} })
 	wrap("c-short", "linear", func(t stack.Target) stack.Target { return shortAreas{t} })
@@ -127,10 +132,14 @@ func walkLevels(d *stack.Device, s uint64) walked {
 func noteLevel(w *walked, md *stack.Device, seg *stack.Segment, s uint64) {
 	_, mapper := seg.Target.(stack.IOMapper)
 	_, delayer := seg.Target.(stack.Delayer)
-	if mapper || delayer {
+	_, opMapper := seg.Target.(stack.OpMapper)
+	_, endIO := seg.Target.(stack.EndIOer)
+	_, errorsOnly := seg.Target.(stack.ErrorEndIOer)
+	behaves := mapper || delayer || opMapper
+	switch {
+	case behaves || endIO && !errorsOnly:
 		w.steps += fmt.Sprintf(" %s:%d", md.Name(), s)
-	}
-	if _, ok := seg.Target.(stack.EndIOer); ok {
+	case endIO:
 		w.hooks += fmt.Sprintf(" %s/%d:%d", md.Name(), seg.Begin, s)
 	}
 }
@@ -345,7 +354,7 @@ func (rs *randStack) randTableBelow(rng *rand.Rand, o randOpts, below int) strin
 	}
 	kinds := 6
 	if o.hooks {
-		kinds = 12
+		kinds = 13
 	}
 	for range 1 + rng.IntN(o.maxSegs) {
 		c := kids[rng.IntN(len(kids))]
@@ -406,8 +415,11 @@ func (rs *randStack) randTableBelow(rng *rand.Rand, o randOpts, below int) strin
 			n := 1 + rng.Uint64N(o.maxLen)
 			lines = append(lines, fmt.Sprintf("%d %d c-short %s %d", at, n, c.ref, off))
 			at += n
-		default: // 6, 7, 8: linear with a hook
-			typ := [...]string{"c-mapio", "c-endio", "c-delay"}[k-6]
+		default: // 6, 7, 8, 12: linear with a hook
+			typ := "c-fullend"
+			if k < 9 {
+				typ = [...]string{"c-mapio", "c-endio", "c-delay"}[k-6]
+			}
 			off, n := span(c, 1+rng.Uint64N(o.maxLen))
 			lines = append(lines, fmt.Sprintf("%d %d %s %s %d", at, n, typ, c.ref, off))
 			at += n
