@@ -264,6 +264,7 @@ type randOpts struct {
 	maxLen           uint64 // of a linear piece
 	maxDepth         int
 	hooks            bool   // use the c-* targets too
+	stateful         bool   // use dust and flakey too (with a clock that stands still and seeded chance)
 	leafSectors      uint64 // the most sectors of a leaf (default 528)
 }
 
@@ -276,12 +277,20 @@ func newRandStack(rng *rand.Rand, o randOpts) (*randStack, error) {
 	}
 	for i := range nl {
 		size := 16 + rng.Uint64N(most-15)
-		rs.leaves = append(rs.leaves, stacktest.NewMemLeaf(fmt.Sprintf("/c/leaf%d", i), fmt.Sprintf("leaf%d", i), size, true))
+		rs.leaves = append(rs.leaves, stacktest.NewMemLeaf(fmt.Sprintf("/c/leaf%d", i), fmt.Sprintf("leaf%d", i), size, !o.stateful))
 	}
 	if rng.IntN(4) == 0 {
 		rs.leaves = append(rs.leaves, stacktest.NewMemLeaf("/c/empty", "empty", 0, true))
 	}
 	rs.p = stack.NewPool(stacktest.Opener(rs.leaves...))
+	if o.stateful {
+		stacktest.SetEnv(rs.p, stacktest.NewClock(1000*time.Second), rng.Uint64())
+		for _, l := range rs.leaves {
+			for i := range l.Data() {
+				l.Data()[i] = byte(rng.Uint32())
+			}
+		}
+	}
 	if rng.IntN(4) == 0 {
 		d, err := rs.p.Create("notable", "")
 		if err != nil {
@@ -356,6 +365,9 @@ func (rs *randStack) randTableBelow(rng *rand.Rand, o randOpts, below int) strin
 	if o.hooks {
 		kinds = 13
 	}
+	if o.stateful {
+		kinds = 15
+	}
 	for range 1 + rng.IntN(o.maxSegs) {
 		c := kids[rng.IntN(len(kids))]
 		switch k := rng.IntN(kinds); {
@@ -406,6 +418,26 @@ func (rs *randStack) randTableBelow(rng *rand.Rand, o randOpts, below int) strin
 		case k == 5: // zero
 			n := 1 + rng.Uint64N(16)
 			lines = append(lines, fmt.Sprintf("%d %d zero", at, n))
+			at += n
+		case k == 13: // dust, blocks of 1 to 8 sectors
+			blk := uint64(1) << rng.IntN(4)
+			off, n := span(c, blk*(1+rng.Uint64N(o.maxLen/blk+1)))
+			if n < blk {
+				continue
+			}
+			lines = append(lines, fmt.Sprintf("%d %d dust %s %d %d", at, n, c.ref, off, blk*512))
+			at += n
+		case k == 14: // flakey, down (up 0) or up, with random features
+			off, n := span(c, 1+rng.Uint64N(o.maxLen))
+			feats := [][]string{nil, {"error_reads"}, {"drop_writes"}, {"error_writes"}, {"error_reads", "drop_writes"},
+				{"corrupt_bio_byte", fmt.Sprint(1 + rng.IntN(600)), "r", fmt.Sprint(rng.IntN(256)), "0"},
+				{"corrupt_bio_byte", fmt.Sprint(1 + rng.IntN(600)), "w", fmt.Sprint(rng.IntN(256)), "0"},
+				{"random_read_corrupt", "500000000"}, {"random_write_corrupt", "300000000"}}[rng.IntN(9)]
+			f := ""
+			if len(feats) > 0 {
+				f = fmt.Sprintf(" %d %s", len(feats), strings.Join(feats, " "))
+			}
+			lines = append(lines, fmt.Sprintf("%d %d flakey %s %d %d 1%s", at, n, c.ref, off, rng.IntN(2), f))
 			at += n
 		case k == 11: // linear that may pass its child's end
 			var off uint64
