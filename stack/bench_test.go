@@ -174,11 +174,16 @@ var sinkDev *stack.Dev
 var sinkSector uint64
 
 // BenchmarkMap3Levels resolves random sectors of top down to a leaf
-// through 3 levels of n segments each with Table.Find and Map. The goal is
-// for n = 100k: at most 100 ns/op and at least 10x a linear scan. 10k and
-// 1k show the same walk with the tables in cache. Baselines in the same
-// run: a linear scan of each table's segments, and sort.Search over each
-// table's highs.
+// through 3 levels of n segments each with top's published compiled map
+// (the I/O path's lookup: one per piece, and one more per next piece).
+// The goal is for n = 100k: at least 10x the per-level walk (Table.Find
+// and Map at each level, what the I/O path did before compiled maps),
+// which is kept as the first baseline: walk-ns/op and x-vs-walk, the two
+// taking turns in the thread's CPU time. 10k and 1k show the same with
+// the tables in cache. The other baselines, in the same run, are the
+// per-level walk finding each segment by a linear scan of the table, and
+// by sort.Search over each table's highs (x-vs-scan and x-vs-sortsearch
+// are against the compiled lookup's ns/op).
 func BenchmarkMap3Levels(b *testing.B) {
 	for _, n := range []int{100_000, 10_000, 1_000} {
 		b.Run(fmt.Sprintf("segs=%d", n), func(b *testing.B) { benchMap3(b, n) })
@@ -205,15 +210,34 @@ func benchMap3(b *testing.B, n int) {
 			}
 		}
 	}
+	c := top.CompiledMap()
+	if c == nil {
+		b.Fatal("top has no published compiled map")
+	}
+	for _, s := range bl.queries {
+		d1, s1 := resolveFind(top, s)
+		if d2, s2 := resolveFast(c, s); d1 != d2 || s1 != s2 {
+			b.Fatalf("sector %d: Find gives %v:%d, the compiled map %v:%d", s, d1.Name(), s1, d2, s2)
+		}
+	}
 	q := bl.queries
 	mask := len(q) - 1
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		sinkDev, sinkSector = resolveFind(top, q[i&mask])
+		sinkDev, sinkSector = resolveFast(c, q[i&mask])
 	}
 	b.StopTimer()
 	ns := testenv.NsPerOp(b)
+	// Rounds long enough that each finds the caches as its own loop left
+	// them (the walk's tables evict the map, and the other way round).
+	rounds := max(b.N>>16, 3)
+	compiled, walk := pairedTurns(rounds, 1<<16,
+		func(i int) { sinkDev, sinkSector = resolveFast(c, q[i&mask]) },
+		func(i int) { sinkDev, sinkSector = resolveFind(top, q[i&mask]) })
+	b.ReportMetric(walk, "walk-ns/op")
+	b.ReportMetric(compiled, "compiled-ns/op")
+	b.ReportMetric(walk/compiled, "x-vs-walk")
 	scan := testenv.Paired(b, func(i int) { sinkDev, sinkSector = resolveScan(top, q[i&mask]) })
 	search := testenv.Paired(b, func(i int) { sinkDev, sinkSector = resolveSearch(top, highs, q[i&mask]) })
 	b.ReportMetric(scan, "scan-ns/op")

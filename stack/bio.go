@@ -39,6 +39,9 @@ type bioReq struct {
 	// inBio counts Bios in progress (delivered to their target, EndIO
 	// not called yet): while there is one, a wait keeps its place.
 	inBio int
+	// trust: every device below the top is known running until the
+	// request leaves the gate (see passed.trust).
+	trust bool
 }
 
 type pathEnt struct {
@@ -52,7 +55,7 @@ type pathEnt struct {
 func (p *Pool) bioFrom(req *request, from, limit uint64, tok gateToken, pass *passed) (uint64, gateToken, error) {
 	r := new(request) // a copy, so that the fast path's request stays off the heap
 	*r = *req
-	b := &bioReq{p: p, r: r, tok: tok}
+	b := &bioReq{p: p, r: r, tok: tok, trust: pass.trust}
 	for i := 0; i < pass.n; i++ {
 		b.seen = append(b.seen, pass.slots[i].dev)
 	}
@@ -291,7 +294,7 @@ func (b *bioReq) arrive(md *Device) error {
 		if md.removed.Load() {
 			return errRemovedIO(b.r, md)
 		}
-		if slices.Contains(b.seen, md) {
+		if b.trust || slices.Contains(b.seen, md) {
 			return nil
 		}
 		if !md.suspended.Load() {
@@ -340,7 +343,7 @@ func (b *bioReq) leave(wait func() error) error {
 	b.p.gate.exit(b.tok)
 	err := wait()
 	b.tok = b.p.gate.enter()
-	b.seen = b.seen[:0]
+	b.seen, b.trust = b.seen[:0], false
 	return err
 }
 

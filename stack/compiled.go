@@ -23,8 +23,10 @@ import (
 //     stripes, or of a device of many segments); the lookup continues in
 //     that device's compiled map;
 //   - a step (PlaceStep): a level whose target has run-time behaviour
-//     (IOMapper, Delayer), fails I/O (an error target, a Map error), or is
-//     mapped past the end of its child, or a target the build does not
+//     (IOMapper, Delayer, OpMapper, or an EndIOer that sees every
+//     request: the segments the I/O path sends one Bio at a time), fails
+//     I/O (an error target, a Map error), or is mapped past the end of
+//     its child, or a target the build does not
 //     flatten (neither one run per segment nor a Striper, past 64 runs):
 //     the I/O path goes down from that level one level at a time, as
 //     without a compiled map, and then on with the child's map.
@@ -32,8 +34,8 @@ import (
 // Pieces never bake in anything that can change without a table swap: a
 // leaf's poison and loss are the leaf's to check at I/O time, as today; a
 // target's state is the target's (such a target is a step). Levels whose
-// targets only watch outcomes (EndIOer, such as striped) keep the piece
-// flat and are listed in the piece's hook chain (see Place.Hooks).
+// targets only watch failures (ErrorEndIOer, such as striped) keep the
+// piece flat and are listed in the piece's hook chain (see Place.Hooks).
 //
 // A Compiled is immutable and safe for concurrent use. It is exact for the
 // active tables it was built from (Table, and its children's maps, Child):
@@ -195,7 +197,7 @@ func (p Place) Map() *Compiled {
 func (p Place) Hooks() uint32 { return uint32(p.info >> 32) }
 
 // Hook is one level on a piece's path whose target watches outcomes
-// (EndIOer) without changing where I/O goes. The sector on Device of a
+// (an ErrorEndIOer) without changing where I/O goes. The sector on Device of a
 // looked-up sector s is Compiled.HookSector(s, h).
 type Hook struct {
 	Device  *Device

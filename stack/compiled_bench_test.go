@@ -315,3 +315,25 @@ func (r *randSectors) next() uint64 {
 	hi, _ := bits.Mul64(r.x*0x2545F4914F6CDD1D, r.size)
 	return hi
 }
+
+// pairedTurns is turns after a benchmark's own loop: rounds rounds of
+// batch operations of each, taking turns, in the thread's CPU time.
+func pairedTurns(rounds, batch int, a, base func(i int)) (aNs, baseNs float64) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var ta, tb time.Duration
+	for i := range rounds {
+		t0 := threadTime()
+		for j := range batch {
+			a(i*batch + j)
+		}
+		t1 := threadTime()
+		for j := range batch {
+			base(i*batch + j)
+		}
+		ta += t1 - t0
+		tb += threadTime() - t1
+	}
+	n := float64(rounds) * float64(batch)
+	return float64(ta.Nanoseconds()) / n, float64(tb.Nanoseconds()) / n
+}

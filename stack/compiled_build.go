@@ -121,15 +121,13 @@ func compile(d *Device, t *Table, kid func(*Device) *Compiled) *Compiled {
 // segment adds the pieces of one segment.
 func (b *cbuild) segment(seg *Segment) {
 	tg := seg.Target
-	_, mapper := tg.(IOMapper)
-	_, delayer := tg.(Delayer)
-	if mapper || delayer {
+	if seg.io&ioBio != 0 { // run-time behaviour: its requests go one Bio at a time
 		b.ask(seg.Begin, seg.End())
 		return
 	}
 	var own *Hook
-	if e, ok := tg.(EndIOer); ok {
-		own = &Hook{Device: b.c.dev, Segment: seg, Target: e}
+	if seg.io&ioErrEnd != 0 {
+		own = &Hook{Device: b.c.dev, Segment: seg, Target: tg.(EndIOer)}
 	}
 	if st, ok := tg.(Striper); ok && b.stripe(seg, st, own) {
 		return

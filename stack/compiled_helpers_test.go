@@ -20,7 +20,8 @@ import (
 // layout hidden or misdeclared.
 type (
 	mapioTarget struct{ stack.Target }
-	endioTarget struct{ stack.Target }
+	endioTarget struct{ stack.Target } // an ErrorEndIOer: a hook
+	fullEndIO   struct{ stack.Target } // an EndIOer that sees every request: a step
 	delayTarget struct{ stack.Target }
 	plainStripe struct{ stack.Target } // striped, neither Striper nor EndIOer
 	lyingStripe struct{ stack.Target } // striped, declaring its stripes in reverse
@@ -29,6 +30,8 @@ type (
 
 func (mapioTarget) MapIO(*stack.Bio) (stack.Action, error)  { return stack.Remap, nil }
 func (endioTarget) EndIO(_ *stack.Bio, err error) error     { return err }
+func (endioTarget) EndIOErrorsOnly()                        {}
+func (fullEndIO) EndIO(_ *stack.Bio, err error) error       { return err }
 func (delayTarget) Hold(*stack.Bio) (time.Duration, func()) { return 0, nil }
 func (s shortAreas) Areas() []stack.Area {
 	a := s.Target.Areas()
@@ -36,6 +39,7 @@ func (s shortAreas) Areas() []stack.Area {
 	return a
 }
 func (l lyingStripe) EndIO(b *stack.Bio, err error) error  { return err }
+func (l lyingStripe) EndIOErrorsOnly()                     {}
 func (l lyingStripe) StripeLayout() (uint64, []stack.Area) { return l.layout() }
 func (l lyingStripe) layout() (uint64, []stack.Area) {
 	chunk, a := l.Target.(stack.Striper).StripeLayout()
@@ -60,6 +64,7 @@ func init() {
 	wrap("c-mapio", "linear", func(t stack.Target) stack.Target { return mapioTarget{t} })
 	wrap("c-endio", "linear", func(t stack.Target) stack.Target { return endioTarget{t} })
 	wrap("c-delay", "linear", func(t stack.Target) stack.Target { return delayTarget{t} })
+	wrap("c-fullend", "linear", func(t stack.Target) stack.Target { return fullEndIO{t} })
 	wrap("c-plain", "striped", func(t stack.Target) stack.Target { return plainStripe{t} })
 	wrap("c-lying", "striped", func(t stack.Target) stack.Target { return lyingStripe{t} })
 	wrap("c-short", "linear", func(t stack.Target) stack.Target { return shortAreas{t} })
@@ -127,10 +132,14 @@ func walkLevels(d *stack.Device, s uint64) walked {
 func noteLevel(w *walked, md *stack.Device, seg *stack.Segment, s uint64) {
 	_, mapper := seg.Target.(stack.IOMapper)
 	_, delayer := seg.Target.(stack.Delayer)
-	if mapper || delayer {
+	_, opMapper := seg.Target.(stack.OpMapper)
+	_, endIO := seg.Target.(stack.EndIOer)
+	_, errorsOnly := seg.Target.(stack.ErrorEndIOer)
+	behaves := mapper || delayer || opMapper
+	switch {
+	case behaves || endIO && !errorsOnly:
 		w.steps += fmt.Sprintf(" %s:%d", md.Name(), s)
-	}
-	if _, ok := seg.Target.(stack.EndIOer); ok {
+	case endIO:
 		w.hooks += fmt.Sprintf(" %s/%d:%d", md.Name(), seg.Begin, s)
 	}
 }
@@ -255,6 +264,7 @@ type randOpts struct {
 	maxLen           uint64 // of a linear piece
 	maxDepth         int
 	hooks            bool   // use the c-* targets too
+	stateful         bool   // use dust and flakey too (with a clock that stands still and seeded chance)
 	leafSectors      uint64 // the most sectors of a leaf (default 528)
 }
 
@@ -267,12 +277,20 @@ func newRandStack(rng *rand.Rand, o randOpts) (*randStack, error) {
 	}
 	for i := range nl {
 		size := 16 + rng.Uint64N(most-15)
-		rs.leaves = append(rs.leaves, stacktest.NewMemLeaf(fmt.Sprintf("/c/leaf%d", i), fmt.Sprintf("leaf%d", i), size, true))
+		rs.leaves = append(rs.leaves, stacktest.NewMemLeaf(fmt.Sprintf("/c/leaf%d", i), fmt.Sprintf("leaf%d", i), size, !o.stateful))
 	}
 	if rng.IntN(4) == 0 {
 		rs.leaves = append(rs.leaves, stacktest.NewMemLeaf("/c/empty", "empty", 0, true))
 	}
 	rs.p = stack.NewPool(stacktest.Opener(rs.leaves...))
+	if o.stateful {
+		stacktest.SetEnv(rs.p, stacktest.NewClock(1000*time.Second), rng.Uint64())
+		for _, l := range rs.leaves {
+			for i := range l.Data() {
+				l.Data()[i] = byte(rng.Uint32())
+			}
+		}
+	}
 	if rng.IntN(4) == 0 {
 		d, err := rs.p.Create("notable", "")
 		if err != nil {
@@ -345,7 +363,10 @@ func (rs *randStack) randTableBelow(rng *rand.Rand, o randOpts, below int) strin
 	}
 	kinds := 6
 	if o.hooks {
-		kinds = 12
+		kinds = 13
+	}
+	if o.stateful {
+		kinds = 15
 	}
 	for range 1 + rng.IntN(o.maxSegs) {
 		c := kids[rng.IntN(len(kids))]
@@ -398,6 +419,26 @@ func (rs *randStack) randTableBelow(rng *rand.Rand, o randOpts, below int) strin
 			n := 1 + rng.Uint64N(16)
 			lines = append(lines, fmt.Sprintf("%d %d zero", at, n))
 			at += n
+		case k == 13: // dust, blocks of 1 to 8 sectors
+			blk := uint64(1) << rng.IntN(4)
+			off, n := span(c, blk*(1+rng.Uint64N(o.maxLen/blk+1)))
+			if n < blk {
+				continue
+			}
+			lines = append(lines, fmt.Sprintf("%d %d dust %s %d %d", at, n, c.ref, off, blk*512))
+			at += n
+		case k == 14: // flakey, down (up 0) or up, with random features
+			off, n := span(c, 1+rng.Uint64N(o.maxLen))
+			feats := [][]string{nil, {"error_reads"}, {"drop_writes"}, {"error_writes"}, {"error_reads", "drop_writes"},
+				{"corrupt_bio_byte", fmt.Sprint(1 + rng.IntN(600)), "r", fmt.Sprint(rng.IntN(256)), "0"},
+				{"corrupt_bio_byte", fmt.Sprint(1 + rng.IntN(600)), "w", fmt.Sprint(rng.IntN(256)), "0"},
+				{"random_read_corrupt", "500000000"}, {"random_write_corrupt", "300000000"}}[rng.IntN(9)]
+			f := ""
+			if len(feats) > 0 {
+				f = fmt.Sprintf(" %d %s", len(feats), strings.Join(feats, " "))
+			}
+			lines = append(lines, fmt.Sprintf("%d %d flakey %s %d %d 1%s", at, n, c.ref, off, rng.IntN(2), f))
+			at += n
 		case k == 11: // linear that may pass its child's end
 			var off uint64
 			if c.size > 0 {
@@ -406,8 +447,11 @@ func (rs *randStack) randTableBelow(rng *rand.Rand, o randOpts, below int) strin
 			n := 1 + rng.Uint64N(o.maxLen)
 			lines = append(lines, fmt.Sprintf("%d %d c-short %s %d", at, n, c.ref, off))
 			at += n
-		default: // 6, 7, 8: linear with a hook
-			typ := [...]string{"c-mapio", "c-endio", "c-delay"}[k-6]
+		default: // 6, 7, 8, 12: linear with a hook
+			typ := "c-fullend"
+			if k < 9 {
+				typ = [...]string{"c-mapio", "c-endio", "c-delay"}[k-6]
+			}
 			off, n := span(c, 1+rng.Uint64N(o.maxLen))
 			lines = append(lines, fmt.Sprintf("%d %d %s %s %d", at, n, typ, c.ref, off))
 			at += n

@@ -17,7 +17,10 @@ type Device struct {
 	name atomic.Pointer[string]
 	uuid atomic.Pointer[string]
 
-	active    atomic.Pointer[Table]
+	active atomic.Pointer[Table]
+	// cmap is the device's published compiled map, nil when the I/O path
+	// must walk level by level (see compiled_pool.go).
+	cmap      atomic.Pointer[Compiled]
 	inactive  *Table // guarded by pool.mu
 	suspended atomic.Bool
 	removed   atomic.Bool

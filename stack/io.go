@@ -143,6 +143,9 @@ func errRemovedIO(r *request, d *Device) error {
 // the gate and come back).
 func (p *Pool) section(r *request, done uint64, tok gateToken) (uint64, gateToken, error) {
 	top := r.top
+	if c := top.cmap.Load(); c != nil {
+		return p.compiledSection(r, c, done, tok)
+	}
 	if top.removed.Load() {
 		return 0, tok, errRemovedIO(r, top)
 	}
@@ -151,7 +154,7 @@ func (p *Pool) section(r *request, done uint64, tok gateToken) (uint64, gateToke
 		return 0, tok, errSuspended{top}
 	}
 	limit, endErr := r.limit(top.Size(), done) // the size is fixed until the section ends
-	k, err := p.pieces(r, done, limit, &pass)
+	k, err := p.pieces(r, done, done, limit, &pass)
 	if err == errBioPath {
 		var k2 uint64
 		k2, tok, err = p.bioFrom(r, done+k, limit, tok, &pass)
@@ -193,6 +196,10 @@ func (r *request) limit(size, done uint64) (uint64, error) {
 type passed struct {
 	n     int
 	slots [6]passSlot
+	// trust: the section holds a published compiled map of the top, so
+	// that no device under it can change table before the section ends
+	// (see CompiledMaps): none is asked whether it is suspended.
+	trust bool
 }
 
 type passSlot struct {
@@ -214,7 +221,7 @@ func (ps *passed) slot(d *Device) (*passSlot, bool) {
 			return &ps.slots[i], true
 		}
 	}
-	if d.suspended.Load() {
+	if !ps.trust && d.suspended.Load() {
 		return nil, false
 	}
 	if ps.n < len(ps.slots) {
@@ -229,8 +236,9 @@ func (ps *passed) slot(d *Device) (*passSlot, bool) {
 // pieces is the fast path: it does bytes [from, limit) of r one
 // contiguous piece at a time and returns how many it did. It returns
 // errBioPath, before doing anything of the piece, at a segment whose
-// target has run-time behaviour.
-func (p *Pool) pieces(r *request, from, limit uint64, pass *passed) (uint64, error) {
+// target has run-time behaviour. The section began at byte lo (the
+// failure watchers see the request from there).
+func (p *Pool) pieces(r *request, lo, from, limit uint64, pass *passed) (uint64, error) {
 	done := from
 	for done < limit {
 		pos := r.off + done
@@ -243,17 +251,27 @@ func (p *Pool) pieces(r *request, from, limit uint64, pass *passed) (uint64, err
 			if _, stop := err.(errSuspended); stop {
 				return done - from, err
 			}
-			return done - from, p.failed(r, from, limit, pos, err)
+			return done - from, p.failed(r, lo, limit, pos, err)
 		}
-		n := min(limit-done, res.run*SectorSize-intra)
+		n := pieceBytes(res.run, intra, limit-done)
 		m, err := p.leafIO(r, r.op, res.leaf, res.sector*SectorSize+intra, n, r.part(done, n))
 		done += m
 		if err != nil {
 			at := r.off + done
-			return done - from, p.failed(r, from, limit, at, &IOError{Op: r.op.String(), Device: r.top.Name(), Sector: at / SectorSize, Err: err})
+			return done - from, p.failed(r, lo, limit, at, &IOError{Op: r.op.String(), Device: r.top.Name(), Sector: at / SectorSize, Err: err})
 		}
 	}
 	return done - from, nil
+}
+
+// pieceBytes returns how many bytes of a piece of run sectors, entered
+// intra bytes into its first sector, a request with left bytes to go does
+// (the run may be too long to count in bytes).
+func pieceBytes(run, intra, left uint64) uint64 {
+	if run > (left+intra)/SectorSize {
+		return left
+	}
+	return min(left, run*SectorSize-intra)
 }
 
 // resolved is where a sector of a mapped device lives.

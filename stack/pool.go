@@ -40,6 +40,12 @@ type Pool struct {
 
 	gate gate
 
+	// maps keeps every mapped device's compiled map, rebuilt at each
+	// table swap; noCompiled keeps them unpublished (SetCompiledMaps).
+	// Both are guarded by mu; see compiled_pool.go.
+	maps       *CompiledMaps
+	noCompiled bool
+
 	// wake is closed (and replaced) whenever a device resumes or is
 	// removed, or one's held requests drop to none: waiters look again.
 	wakeMu sync.Mutex
@@ -66,6 +72,7 @@ func NewPool(open LeafOpener) *Pool {
 		users:   map[*Dev]int{},
 		holders: map[*Dev]string{},
 		refs:    map[*Dev]int{},
+		maps:    NewCompiledMaps(),
 		wake:    make(chan struct{}),
 		clock:   SystemClock{},
 		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
@@ -204,6 +211,7 @@ func (p *Pool) create(name, uuid string, minor uint32) (*Device, error) {
 		defer p.mu.Unlock()
 		p.unlink(d)
 		d.removed.Store(true)
+		p.maps.Forget(d)
 	})
 	return d, nil
 }

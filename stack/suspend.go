@@ -51,7 +51,10 @@ func (p *Pool) SuspendContext(ctx context.Context, d *Device) error {
 // caller holds d's lifecycle lock). If ctx ends first, it undoes the
 // suspend and returns ctx's error.
 func (p *Pool) quiesce(ctx context.Context, d *Device) error {
+	p.mu.Lock()
+	p.unpublishAbove(d) // before the flag: see CompiledMaps
 	d.suspended.Store(true)
+	p.mu.Unlock()
 	d.stopDelays()
 	t := d.active.Load()
 	for i := range t.Segments() {
@@ -67,8 +70,7 @@ func (p *Pool) quiesce(ctx context.Context, d *Device) error {
 			}
 		}
 		d.startDelays()
-		d.suspended.Store(false)
-		p.broadcast()
+		p.running(d)
 		return err
 	}
 	for i := range t.Segments() {
@@ -112,8 +114,7 @@ func (p *Pool) restart(d *Device) {
 		}
 	}
 	d.startDelays()
-	d.suspended.Store(false)
-	p.broadcast()
+	p.running(d)
 }
 
 // Resume makes d's inactive table (if one is loaded) active, suspending d
@@ -169,6 +170,7 @@ func (p *Pool) swap(d *Device) *Table {
 		p.unuse(old)
 	}
 	p.gen++
+	p.maps.Update(d) // before d runs again: see CompiledMaps
 	return old
 }
 
@@ -197,6 +199,7 @@ func (p *Pool) unresume(d *Device, old, nt *Table, wasSuspended bool) {
 		d.inactive = nt
 		p.retain(nt)
 		p.gen++
+		p.maps.Update(d)
 	}
 	p.mu.Unlock()
 	if !wasSuspended {
@@ -246,6 +249,7 @@ func (p *Pool) RemoveContext(ctx context.Context, d *Device) error {
 	}
 	p.unlink(d)
 	d.removed.Store(true)
+	p.maps.Forget(d)
 	p.record(func() {
 		p.mu.Lock()
 		d.removed.Store(false)
@@ -258,6 +262,7 @@ func (p *Pool) RemoveContext(ctx context.Context, d *Device) error {
 			p.retain(inact)
 		}
 		p.insert(d)
+		p.maps.Update(d)
 		p.mu.Unlock()
 		if !wasSuspended {
 			p.restart(d)
