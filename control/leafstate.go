@@ -2,6 +2,8 @@ package control
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -51,13 +53,30 @@ func (e *Engine) rescan() (RescanResp, error) {
 			present := back != nil
 			cur := e.daxLeafByID(id)
 			dev, inGraph := e.pool.Leaf(id)
+			translate := func(kind rmapchain.Kind, delta extent.Set) {
+				if inGraph {
+					e.op.events = append(e.op.events, rmapchain.Translate(g, kind, dev, delta, now)...)
+				}
+			}
 			switch {
 			case present && rec.Lost:
-				resp.Restored = append(resp.Restored, rec.Ref)
-				if inGraph {
-					e.op.events = append(e.op.events, rmapchain.Translate(g, rmapchain.Restored, dev, e.wholeLeaf(rec), now)...)
+				resp.Restored = append(resp.Restored, back.Ref())
+				trunc := back.Truncated()
+				translate(rmapchain.Restored, e.wholeLeaf(rec).Subtract(trunc))
+				moved := back.Ref() != rec.Ref
+				rec.Lost, rec.LostSince, rec.Shrunk = false, now, trunc.Sectors()
+				if moved {
+					// Found at another number (a loop device re-attached):
+					// the same leaf, under its recorded ID, named as it is now;
+					// the tables that name it are stored again with its new
+					// name.
+					rec = e.movedRecord(rec, back)
+					if inGraph {
+						for _, d := range e.pool.Users(dev) {
+							e.op.devices[d.Name()] = true
+						}
+					}
 				}
-				rec.Lost, rec.LostSince = false, now
 				e.putLeafRecord(rec)
 				if r := e.leafRefByID(id); r != nil {
 					e.givePoison(back)
@@ -73,23 +92,26 @@ func (e *Engine) rescan() (RescanResp, error) {
 					cur.SetLost(true)
 					e.onUndo(func() { cur.SetLost(false) })
 				}
-				if inGraph {
-					e.op.events = append(e.op.events, rmapchain.Translate(g, rmapchain.Lost, dev, e.wholeLeaf(rec), now)...)
-				}
-				rec.Lost, rec.LostSince = true, now
+				// Sectors past a shrunk leaf's end were reported bad already.
+				translate(rmapchain.Lost, e.wholeLeaf(rec).Subtract(shrunkSet(rec)))
+				rec.Lost, rec.LostSince, rec.Shrunk = true, now, 0
 				e.putLeafRecord(rec)
-			case present && cur != nil && cur.PoisonSource() == "sysfs":
+			case present && cur != nil && !cur.Lost():
+				if e.recheckSize(&resp, rec, cur, translate) {
+					rec = e.recs[id]
+				}
+				if cur.PoisonSource() != dax.SourceSysfs {
+					break
+				}
 				old, now2 := e.poison[id], cur.BadBlocks()
 				added, cleared := now2.Subtract(old), old.Subtract(now2)
 				if added.Empty() && cleared.Empty() {
-					continue
+					break
 				}
 				resp.Changed = append(resp.Changed, rec.Ref)
 				e.op.poison[id] = true
-				if inGraph {
-					e.op.events = append(e.op.events, rmapchain.Translate(g, rmapchain.MediaError, dev, added, now)...)
-					e.op.events = append(e.op.events, rmapchain.Translate(g, rmapchain.Cleared, dev, cleared, now)...)
-				}
+				translate(rmapchain.MediaError, added)
+				translate(rmapchain.Cleared, cleared)
 			}
 			if back != nil {
 				back.Close()
@@ -100,22 +122,132 @@ func (e *Engine) rescan() (RescanResp, error) {
 	return resp, err
 }
 
+// recheckSize looks at a present leaf's size again (dax.Leaf.Recheck) and
+// compares the sectors past its end with those the record says were
+// reported: sectors lost to a shrink are media errors of the leaf,
+// translated up, exactly as a lost leaf's range is; sectors that came
+// back (it grew again) are cleared. It reports whether it changed the
+// record.
+func (e *Engine) recheckSize(resp *RescanResp, rec store.LeafRecord, l *dax.Leaf, translate func(rmapchain.Kind, extent.Set)) bool {
+	_, now, err := l.Recheck()
+	if err != nil {
+		return false // the probe saw it; what changed since is the next rescan's
+	}
+	was := shrunkSet(rec)
+	if now.Sectors() == rec.Shrunk {
+		return false
+	}
+	bad := e.poison[rec.ID]
+	if shrank := now.Subtract(was).Subtract(bad); !shrank.Empty() {
+		resp.Shrunk = append(resp.Shrunk, rec.Ref)
+		translate(rmapchain.MediaError, shrank)
+	}
+	if grew := was.Subtract(now).Subtract(bad); !grew.Empty() {
+		resp.Grown = append(resp.Grown, rec.Ref)
+		translate(rmapchain.Cleared, grew)
+	}
+	rec.Shrunk = now.Sectors()
+	e.putLeafRecord(rec)
+	return true
+}
+
+// shrunkSet returns the sectors a record says were past the leaf's end.
+func shrunkSet(rec store.LeafRecord) extent.Set {
+	if rec.Shrunk == 0 || rec.Shrunk > rec.Size {
+		return extent.Set{}
+	}
+	return extent.Of(extent.Extent{Start: rec.Size - rec.Shrunk, Len: rec.Shrunk})
+}
+
+// movedRecord is rec for a leaf found at another device number: the same
+// ID, size, poison and history, with its name, path and identity as now.
+func (e *Engine) movedRecord(rec store.LeafRecord, l *dax.Leaf) store.LeafRecord {
+	rec.Ref, rec.Path, rec.Name = l.Ref(), l.Path(), l.Name()
+	if id, err := json.Marshal(l.Identity()); err == nil {
+		rec.Identity = id
+	}
+	return rec
+}
+
 // probe returns a recorded leaf opened anew if it is present now: it
-// opens, has media, and is the device that was recorded; else nil.
+// opens, has media, and is the device that was recorded; else nil. A
+// block device that is not at its recorded number any more is looked for
+// among those present (dax.Opener.Find: a loop device re-attached at
+// another number, by its backing file; a pmem namespace by its UUID).
+// The leaf returned keeps the recorded ID and size (dax.Known).
 func (e *Engine) probe(rec store.LeafRecord) *dax.Leaf {
 	ref := rec.Ref
 	if rec.Kind == "file" && rec.Path != "" {
 		ref = rec.Path
 	}
-	l, err := e.opener.Open(ref)
+	var id dax.Identity
+	if len(rec.Identity) > 0 && json.Unmarshal(rec.Identity, &id) != nil {
+		return nil
+	}
+	k := dax.Known{Identity: id, Size: rec.Size, ID: rec.ID}
+	if id.Kind == "" {
+		k.ID = "" // nothing to tell another device from this one by
+	}
+	if l, err := e.opener.OpenKnown(ref, k); err == nil {
+		if l.ID() == rec.ID && l.CurrentSize() > 0 && e.sameIdentity(rec, l) {
+			return l
+		}
+		l.Close()
+	}
+	if id.Kind != dax.KindBlock && id.Kind != dax.KindPmem {
+		return nil
+	}
+	node, err := e.opener.Find(id)
 	if err != nil {
 		return nil
 	}
-	if l.ID() == rec.ID && l.Size() > 0 && e.sameIdentity(rec, l) {
-		return l
+	l, err := e.opener.OpenKnown(node, k)
+	if err != nil {
+		return nil
 	}
-	l.Close()
-	return nil
+	if l.CurrentSize() == 0 || e.inUseElsewhere(rec.ID, l) {
+		l.Close()
+		return nil
+	}
+	return l
+}
+
+// inUseElsewhere reports whether the device l was found on is a leaf the
+// pool already holds under another ID (a table typed since names it).
+func (e *Engine) inUseElsewhere(id string, l *dax.Leaf) bool {
+	for _, d := range e.pool.Leaves() {
+		if x := e.daxLeaf(d); x != nil && x.ID() != id && !x.Lost() && x.Ref() == l.Ref() {
+			return true
+		}
+	}
+	return false
+}
+
+// openAsRecorded opens a leaf a table names. A leaf recorded under that
+// name is opened as recorded (dax.OpenKnown): it keeps its recorded ID
+// (a loop device that a rescan found at another number is still the leaf
+// recorded under its first number) and, while stored tables are restored,
+// its recorded size, so that a leaf that shrank under its tables has the
+// sectors past its end bad (Truncated) instead of breaking the tables.
+func (e *Engine) openAsRecorded(ref string, rec store.LeafRecord, hasRec bool) (*dax.Leaf, error) {
+	if !hasRec {
+		return e.opener.Open(ref)
+	}
+	var k dax.Known
+	if len(rec.Identity) > 0 && json.Unmarshal(rec.Identity, &k.Identity) == nil && k.Identity.Kind != "" {
+		k.ID = rec.ID
+	} else {
+		k.Identity = dax.Identity{}
+	}
+	if e.restore {
+		k.Size = rec.Size
+	}
+	l, err := e.opener.OpenKnown(ref, k)
+	if errors.Is(err, dax.ErrChanged) && !e.restore {
+		// A table typed now names the device there now.
+		return e.opener.Open(ref)
+	}
+	return l, err
 }
 
 // wholeLeaf returns the sectors a loss or a return changes: all of the

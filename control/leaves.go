@@ -32,6 +32,7 @@ func (r *leafRef) ReadAt(p []byte, off int64) (int, error)  { return r.cur().Rea
 func (r *leafRef) WriteAt(p []byte, off int64) (int, error) { return r.cur().WriteAt(p, off) }
 func (r *leafRef) BadBlocks() extent.Set                    { return r.cur().BadBlocks() }
 func (r *leafRef) Lost() bool                               { return r.cur().Lost() }
+func (r *leafRef) Truncated() extent.Set                    { return r.cur().Truncated() }
 func (r *leafRef) Sync() error                              { return r.cur().Sync() }
 
 // Close is the pool letting go of the leaf.
@@ -59,7 +60,7 @@ func (r *leafRef) swap(l *dax.Leaf) {
 // leaf the pool holds already is given again as it is.
 func (e *Engine) openLeaf(ref string) (stack.Leaf, error) {
 	rec, hasRec := e.recordByRef(ref)
-	l, err := e.opener.Open(ref)
+	l, err := e.openAsRecorded(ref, rec, hasRec)
 	if err != nil {
 		if hasRec && e.restore {
 			return e.adopt(e.placeholder(rec)), nil
@@ -74,7 +75,7 @@ func (e *Engine) openLeaf(ref string) (stack.Leaf, error) {
 		if r, ok := e.recs[l.ID()]; ok {
 			rec, hasRec = r, true
 		}
-		if hasRec && (rec.ID != l.ID() || !e.sameIdentity(rec, l) || (l.Size() == 0 && rec.Size > 0)) {
+		if hasRec && (rec.ID != l.ID() || !e.sameIdentity(rec, l) || (l.CurrentSize() == 0 && rec.Size > 0)) {
 			l.Close()
 			return e.adopt(e.placeholder(rec)), nil
 		}

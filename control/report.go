@@ -91,6 +91,8 @@ func (e *Engine) deviceInfo(d *stack.Device) DeviceInfo {
 	for _, x := range g.Descendants(d.Dev()) {
 		if l := e.daxLeaf(x); l != nil && l.Lost() {
 			in.Lost = append(in.Lost, l.Ref())
+		} else if l != nil && l.CurrentSize() < l.Size() {
+			in.Shrunk = append(in.Shrunk, l.Ref())
 		}
 	}
 	in.Bad = e.badSet(d.Dev()).Clip(0, d.Size()).Sectors()

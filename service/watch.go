@@ -101,6 +101,12 @@ func (s *Server) doRescan(why string) {
 	for _, l := range r.Changed {
 		s.cfg.Logf("daxstack: leaf %s badblocks changed (%s)", l, why)
 	}
+	for _, l := range r.Shrunk {
+		s.cfg.Logf("daxstack: leaf %s shrank: the sectors past its end are bad (%s)", l, why)
+	}
+	for _, l := range r.Grown {
+		s.cfg.Logf("daxstack: leaf %s grew back (%s)", l, why)
+	}
 }
 
 // uevents turns kernel uevents about recorded leaves into rescans. An

@@ -55,7 +55,7 @@ func printInfoLong(w io.Writer, d control.DeviceInfo) {
 	if d.ReadOnly {
 		state += " (READ-ONLY)"
 	}
-	if len(d.Lost) > 0 || d.Broken != "" {
+	if d.Degraded() || d.Broken != "" {
 		state += " (DEGRADED)"
 	}
 	tables := "None"
@@ -80,6 +80,9 @@ func printInfoLong(w io.Writer, d control.DeviceInfo) {
 	}
 	if len(d.Lost) > 0 {
 		fmt.Fprintf(w, "Lost leaves:       %s\n", strings.Join(d.Lost, " "))
+	}
+	if len(d.Shrunk) > 0 {
+		fmt.Fprintf(w, "Shrunk leaves:     %s\n", strings.Join(d.Shrunk, " "))
 	}
 	if d.Bad > 0 {
 		fmt.Fprintf(w, "Bad sectors:       %d\n", d.Bad)
@@ -161,7 +164,7 @@ var infoFields = []reportField{
 		switch {
 		case d.Broken != "":
 			return "broken"
-		case len(d.Lost) > 0:
+		case d.Degraded():
 			return "degraded"
 		case len(d.Conditions) > 0:
 			return strings.Join(d.Conditions, ",") // a target's word for how it behaves now ("down")

@@ -138,7 +138,7 @@ func lsAction(c *cli.Context) error {
 	if x.json() {
 		rows := []row{}
 		for _, d := range all {
-			rows = append(rows, row{}.with("name", d.Name).with("major", d.Major).with("minor", d.Minor).with("uuid", d.UUID).with("degraded", len(d.Lost) > 0))
+			rows = append(rows, row{}.with("name", d.Name).with("major", d.Major).with("minor", d.Minor).with("uuid", d.UUID).with("degraded", d.Degraded()))
 		}
 		return printJSON(x.out, "device", rows)
 	}
@@ -154,8 +154,11 @@ func lsAction(c *cli.Context) error {
 		if c.String("target") != "" {
 			line = fmt.Sprintf("%s\t(%d, %d)", d.Name, d.Major, d.Minor)
 		}
-		if len(d.Lost) > 0 {
+		switch {
+		case len(d.Lost) > 0:
 			line += "\tdegraded: lost " + strings.Join(d.Lost, ",")
+		case len(d.Shrunk) > 0:
+			line += "\tdegraded: shrunk " + strings.Join(d.Shrunk, ",")
 		}
 		fmt.Fprintln(x.out, line)
 	}
