@@ -61,16 +61,24 @@ func (e *Engine) rescan() (RescanResp, error) {
 			switch {
 			case present && rec.Lost:
 				resp.Restored = append(resp.Restored, back.Ref())
-				trunc := back.Truncated()
+				found, trunc, moved := back, back.Truncated(), back.Ref() != rec.Ref
+				if r := e.leafRefByID(id); r != nil {
+					e.givePoison(back)
+					old := r.cur()
+					r.l.Store(back)
+					e.onUndo(func() { r.swap(old) })
+					e.afterCommit(func() { old.Close() })
+					back = nil
+				}
+				// Its events name it as it is now (swapped in first).
 				translate(rmapchain.Restored, e.wholeLeaf(rec).Subtract(trunc))
-				moved := back.Ref() != rec.Ref
 				rec.Lost, rec.LostSince, rec.Shrunk = false, now, trunc.Sectors()
 				if moved {
 					// Found at another number (a loop device re-attached):
 					// the same leaf, under its recorded ID, named as it is now;
 					// the tables that name it are stored again with its new
 					// name.
-					rec = e.movedRecord(rec, back)
+					rec = e.movedRecord(rec, found)
 					if inGraph {
 						for _, d := range e.pool.Users(dev) {
 							e.op.devices[d.Name()] = true
@@ -78,14 +86,6 @@ func (e *Engine) rescan() (RescanResp, error) {
 					}
 				}
 				e.putLeafRecord(rec)
-				if r := e.leafRefByID(id); r != nil {
-					e.givePoison(back)
-					old := r.cur()
-					r.l.Store(back)
-					back = nil
-					e.onUndo(func() { r.swap(old) })
-					e.afterCommit(func() { old.Close() })
-				}
 			case !present && !rec.Lost:
 				resp.Lost = append(resp.Lost, rec.Ref)
 				if cur != nil {
