@@ -62,6 +62,9 @@ type API interface {
 	Rescan(ctx context.Context) (RescanResp, error)
 	PreRemove(ctx context.Context, r NameReq) (PreRemoveResp, error)
 	Offline(ctx context.Context, r NameReq) (SeqResp, error)
+	// Leaves reports every leaf a table uses: how it is reached (its
+	// access mode), whether it is lost, its poison.
+	Leaves(ctx context.Context) ([]LeafInfo, error)
 
 	// Open opens a device (mapped or a leaf) for I/O as a user: the
 	// handle holds it open (info's Open count) until Close, and remove

@@ -265,3 +265,7 @@ func (c *Client) Offline(ctx context.Context, r control.NameReq) (control.SeqRes
 var ErrNoDaemon = errors.New("no daxstack daemon answers")
 
 var _ control.API = (*Client)(nil)
+
+func (c *Client) Leaves(ctx context.Context) ([]control.LeafInfo, error) {
+	return invoke[[]control.LeafInfo](c, ctx, "leaves", control.Empty{})
+}

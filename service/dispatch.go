@@ -80,6 +80,7 @@ func init() {
 	reg("rescan", true, noRequest(control.API.Rescan))
 	reg("pre-remove", true, control.API.PreRemove)
 	reg("offline", true, control.API.Offline)
+	reg("leaves", false, noRequest(control.API.Leaves))
 }
 
 // methodNames returns the names of the wire's methods, sorted.
