@@ -28,6 +28,9 @@ func (e *Engine) Leaves(context.Context) ([]LeafInfo, error) {
 			if l == nil {
 				continue
 			}
+			if !l.Lost() {
+				l.Recheck()
+			}
 			in := LeafInfo{Report: l.Report(), Devices: []string{}}
 			if rec, ok := e.recs[d.Leaf().ID()]; ok {
 				// A lost leaf's stand-in knows only its name: say what was

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/daxstack/daxstack/dax"
 	"github.com/daxstack/daxstack/extent"
@@ -151,6 +152,18 @@ func (e *Engine) recheckSize(resp *RescanResp, rec store.LeafRecord, l *dax.Leaf
 	return true
 }
 
+// recheckSizes looks at the size of every leaf below d again, so that a
+// report made by a long-lived engine (the daemon's) shows the sectors
+// past the end of a leaf that shrank since its last I/O as bad, as a
+// fresh engine would. The events are the next rescan's.
+func (e *Engine) recheckSizes(d *stack.Dev) {
+	for _, x := range e.pool.Graph().Descendants(d) {
+		if l := e.daxLeaf(x); l != nil && !l.Lost() {
+			l.Recheck()
+		}
+	}
+}
+
 // shrunkSet returns the sectors a record says were past the leaf's end.
 func shrunkSet(rec store.LeafRecord) extent.Set {
 	if rec.Shrunk == 0 || rec.Shrunk > rec.Size {
@@ -291,13 +304,25 @@ func (e *Engine) BadblocksFiles() map[string]string {
 
 // KnownDevice reports whether a kernel device name (pmem0, loop3, dax0.0)
 // or device number belongs to a recorded leaf, so the daemon can ignore
-// uevents about other devices.
+// uevents about other devices. While a recorded loop device is lost, any
+// loop device may be it (re-attached at another number), and while a
+// pmem namespace with a UUID is, any pmem device.
 func (e *Engine) KnownDevice(name string, major, minor uint32) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	devno := fmt.Sprintf("%d:%d", major, minor)
 	for _, r := range e.recs {
 		if r.Name == name || (major != 0 && r.Ref == devno) {
+			return true
+		}
+		if !r.Lost || len(r.Identity) == 0 {
+			continue
+		}
+		var id dax.Identity
+		if json.Unmarshal(r.Identity, &id) != nil {
+			continue
+		}
+		if (id.Loop && strings.HasPrefix(name, "loop")) || (id.UUID != "" && id.Kind == dax.KindPmem && strings.HasPrefix(name, "pmem")) {
 			return true
 		}
 	}

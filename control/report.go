@@ -58,6 +58,7 @@ func (e *Engine) Info(_ context.Context, r NameReq) (DeviceInfo, error) {
 }
 
 func (e *Engine) deviceInfo(d *stack.Device) DeviceInfo {
+	e.recheckSizes(d.Dev())
 	in := DeviceInfo{
 		Name: d.Name(), UUID: d.UUID(), Major: stack.MappedMajor, Minor: d.Minor(),
 		Suspended: d.Suspended(), Live: d.Active() != nil, Inactive: d.Inactive() != nil,
@@ -257,6 +258,7 @@ func (e *Engine) Badblocks(_ context.Context, r NameReq) (DeviceRanges, error) {
 		if err != nil {
 			return DeviceRanges{}, opErr("", r.Name, nil, err)
 		}
+		e.recheckSizes(dev)
 		return DeviceRanges{Device: rmapchain.DevName(dev), Ranges: e.badSet(dev).Clip(0, dev.Size())}, nil
 	})
 }
