@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -662,7 +663,13 @@ func BenchmarkBadblocksWriteLatency(b *testing.B) {
 	cli := time.Since(t0) / cliRuns
 	var total, worst time.Duration
 	n := 0
+	rng := rand.New(rand.NewPCG(1, 2))
 	for b.Loop() {
+		// Writes at any phase of the watcher's poll, not just after the
+		// one that saw the last clear.
+		b.StopTimer()
+		time.Sleep(time.Duration(rng.Int64N(int64(300 * time.Millisecond))))
+		b.StartTimer()
 		t0 := time.Now()
 		appendLine(b, bb, fmt.Sprintf("%d 1", n%4000))
 		waitFor("media-error")
