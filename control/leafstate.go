@@ -202,7 +202,10 @@ func (e *Engine) probe(rec store.LeafRecord) *dax.Leaf {
 		k.ID = "" // nothing to tell another device from this one by
 	}
 	if l, err := e.opener.OpenKnown(ref, k); err == nil {
-		if l.ID() == rec.ID && l.CurrentSize() > 0 && e.sameIdentity(rec, l) {
+		// A block device without media (a detached loop device) is lost;
+		// a file is there even when truncated to nothing (all of it past
+		// its end).
+		if l.ID() == rec.ID && (l.CurrentSize() > 0 || l.Kind() == dax.KindFile) && e.sameIdentity(rec, l) {
 			return l
 		}
 		l.Close()

@@ -75,7 +75,7 @@ func (e *Engine) openLeaf(ref string) (stack.Leaf, error) {
 		if r, ok := e.recs[l.ID()]; ok {
 			rec, hasRec = r, true
 		}
-		if hasRec && (rec.ID != l.ID() || !e.sameIdentity(rec, l) || (l.CurrentSize() == 0 && rec.Size > 0)) {
+		if hasRec && (rec.ID != l.ID() || !e.sameIdentity(rec, l) || (l.CurrentSize() == 0 && rec.Size > 0 && l.Kind() != dax.KindFile)) {
 			l.Close()
 			return e.adopt(e.placeholder(rec)), nil
 		}
