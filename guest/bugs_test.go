@@ -18,14 +18,11 @@ import (
 // other failure. A full run (no -test.run) in which a listed bug never
 // showed up fails too, so that a fix cannot leave its entry behind.
 const (
-	bugDevdaxMsync     = "devdax-msync"
 	bugFsdaxIdentity   = "fsdax-identity"
 	bugDaemonErrorText = "daemon-error-text"
 )
 
 var knownBugs = map[string]string{
-	bugDevdaxMsync: "dax.Leaf.Sync calls msync on a device-dax mapping; device-dax has no fsync, so the kernel " +
-		"refuses with EINVAL, and every daxstack write to a devdax leaf exits 1 after its data landed",
 	bugFsdaxIdentity: "dax takes a fsdax leaf's identity from /sys/block/pmemN/device/uuid, which is the pfn device's " +
 		"UUID (new at every create-namespace), not the namespace's: a fsdax namespace re-created with the same " +
 		"--uuid is never restored",
