@@ -60,9 +60,12 @@ func (e *Engine) rescan() (RescanResp, error) {
 				}
 			}
 			switch {
-			case present && rec.Lost:
+			case present && (rec.Lost || back.Ref() != rec.Ref):
+				// Back, or found at another number (then the leaf the pool
+				// holds is a stand-in, or a descriptor of its old number,
+				// which may hold another medium now: it is replaced).
 				resp.Restored = append(resp.Restored, back.Ref())
-				found, trunc, moved := back, back.Truncated(), back.Ref() != rec.Ref
+				found, trunc, moved, wasLost := back, back.Truncated(), back.Ref() != rec.Ref, rec.Lost
 				if r := e.leafRefByID(id); r != nil {
 					e.givePoison(back)
 					old := r.cur()
@@ -71,8 +74,14 @@ func (e *Engine) rescan() (RescanResp, error) {
 					e.afterCommit(func() { old.Close() })
 					back = nil
 				}
-				// Its events name it as it is now (swapped in first).
-				translate(rmapchain.Restored, e.wholeLeaf(rec).Subtract(trunc))
+				// Its events name it as it is now (swapped in first). A leaf
+				// not recorded lost had no loss reported: nothing to restore.
+				if wasLost {
+					translate(rmapchain.Restored, e.wholeLeaf(rec).Subtract(trunc))
+				} else if was := shrunkSet(rec); !trunc.Equal(was) {
+					translate(rmapchain.MediaError, trunc.Subtract(was).Subtract(e.poison[id]))
+					translate(rmapchain.Cleared, was.Subtract(trunc).Subtract(e.poison[id]))
+				}
 				rec.Lost, rec.LostSince, rec.Shrunk = false, now, trunc.Sectors()
 				if moved {
 					// Found at another number (a loop device re-attached):
