@@ -256,7 +256,7 @@ func (e *Engine) inUseElsewhere(id string, l *dax.Leaf) bool {
 // sectors past its end bad (Truncated) instead of breaking the tables.
 func (e *Engine) openAsRecorded(ref string, rec store.LeafRecord, hasRec bool) (*dax.Leaf, error) {
 	if !hasRec {
-		return e.opener.Open(ref)
+		return e.openNew(ref)
 	}
 	var k dax.Known
 	if len(rec.Identity) > 0 && json.Unmarshal(rec.Identity, &k.Identity) == nil && k.Identity.Kind != "" {
@@ -270,9 +270,30 @@ func (e *Engine) openAsRecorded(ref string, rec store.LeafRecord, hasRec bool) (
 	l, err := e.opener.OpenKnown(ref, k)
 	if errors.Is(err, dax.ErrChanged) && !e.restore {
 		// A table typed now names the device there now.
-		return e.opener.Open(ref)
+		return e.openNew(ref)
 	}
 	return l, err
+}
+
+// openNew opens a leaf no record names. A block device at the number a
+// recorded leaf had when it was first recorded, which has moved since (a
+// loop device re-attached elsewhere keeps its first ID), is another leaf:
+// it gets an ID of its own, made unique by its diskseq.
+func (e *Engine) openNew(ref string) (*dax.Leaf, error) {
+	l, err := e.opener.Open(ref)
+	if err != nil {
+		return nil, err
+	}
+	rec, taken := e.recs[l.ID()]
+	if !taken || rec.Ref == l.Ref() {
+		return l, nil
+	}
+	id := l.Identity()
+	l.Close()
+	if id.DiskSeq == 0 {
+		return nil, fmt.Errorf("%w: %s is another device at the number leaf %s had, and has no diskseq to tell them apart", stack.ErrBusy, ref, rec.Ref)
+	}
+	return e.opener.OpenKnown(ref, dax.Known{ID: fmt.Sprintf("%s@%d", rec.ID, id.DiskSeq)})
 }
 
 // wholeLeaf returns the sectors a loss or a return changes: all of the

@@ -483,10 +483,32 @@ func TestLoopReattachedElsewhere(t *testing.T) {
 			if h := strings.TrimSpace(s.run("info", "-c", "--noheadings", "-o", "health", "top")); h != "ok" {
 				t.Errorf("top health %q", h)
 			}
-			// The old number holds another file: it is not the leaf.
+			// The old number holds another file: it is not the leaf, and a
+			// table can use it beside the leaf that was there.
 			rows := s.report("leaf", "leaves")
 			if len(rows) != 2 || !slices.ContainsFunc(rows, func(r map[string]any) bool { return r["ref"] == now && r["lost"] == false }) {
 				t.Errorf("leaves: %v", rows)
+			}
+			if err := os.WriteFile(s.path("other.img"), []byte(strings.Repeat("O", 512)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(s.path("other.img"), 4096*512); err != nil {
+				t.Fatal(err)
+			}
+			s.run("create", "o", "--table", "0 4096 linear "+l1+" 0")
+			for dev, want := range map[string]string{"o": "O", "top": "D"} {
+				if r := s.tryRun("read", dev, "--sector", "0", "--count", "1"); r.code != 0 || r.out != strings.Repeat(want, 512) {
+					t.Errorf("read %s 0: exit %d %q %q", dev, r.code, r.err, r.out[:min(8, len(r.out))])
+				}
+			}
+			if got := s.run("table", "o"); got != "0 4096 linear "+old+" 0\n" {
+				t.Errorf("table o: %q", got)
+			}
+			if rows := s.report("leaf", "leaves"); len(rows) != 3 {
+				t.Errorf("leaves: %v", rows)
+			}
+			if out := s.run("rescan"); out != "" {
+				t.Errorf("rescan with both: %q", out)
 			}
 		})
 	}
