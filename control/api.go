@@ -62,6 +62,9 @@ type API interface {
 	Rescan(ctx context.Context) (RescanResp, error)
 	PreRemove(ctx context.Context, r NameReq) (PreRemoveResp, error)
 	Offline(ctx context.Context, r NameReq) (SeqResp, error)
+	// Leaves reports every leaf a table uses: how it is reached (its
+	// access mode), whether it is lost, its poison.
+	Leaves(ctx context.Context) ([]LeafInfo, error)
 
 	// Open opens a device (mapped or a leaf) for I/O as a user: the
 	// handle holds it open (info's Open count) until Close, and remove
@@ -257,13 +260,19 @@ type DeviceInfo struct {
 	Deps      []DevRef `json:"deps"`
 	Holder    string   `json:"holder,omitempty"`
 	Lost      []string `json:"lost_leaves,omitempty"` // lost leaves below: degraded
-	Broken    string   `json:"broken,omitempty"`      // stored table (or target state) that no longer loads
-	Bad       uint64   `json:"bad_sectors"`
+	// Shrunk are the leaves below that got smaller under their tables
+	// (the sectors past their end are bad): degraded too.
+	Shrunk []string `json:"shrunk_leaves,omitempty"`
+	Broken string   `json:"broken,omitempty"` // stored table (or target state) that no longer loads
+	Bad    uint64   `json:"bad_sectors"`
 	// Conditions are the words of targets that behave other than
 	// normally now (stack.Conditioner: flakey's "down"), once each.
 	Conditions []string `json:"conditions,omitempty"`
 	Deferred   bool     `json:"deferred_remove,omitempty"` // removed when its last user goes
 }
+
+// Degraded reports whether a leaf below the device is lost or shrank.
+func (d DeviceInfo) Degraded() bool { return len(d.Lost) > 0 || len(d.Shrunk) > 0 }
 
 // TableReq asks for a device's table or status.
 type TableReq struct {
@@ -336,6 +345,10 @@ type RescanResp struct {
 	Lost     []string `json:"lost,omitempty"`
 	Restored []string `json:"restored,omitempty"`
 	Changed  []string `json:"badblocks_changed,omitempty"` // leaves whose sysfs badblocks changed
+	// Shrunk are leaves that got smaller under their tables: the sectors
+	// past their new end are bad. Grown are leaves that got some back.
+	Shrunk []string `json:"shrunk,omitempty"`
+	Grown  []string `json:"grown,omitempty"`
 }
 
 // SeqResp carries the last sequence number a command logged.

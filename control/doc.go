@@ -22,7 +22,11 @@
 // caused, and writes them in ONE store transaction. If it is refused, the
 // transaction fails or it panics, the pool's changes and the engine's own
 // are undone: nothing is written, and every run-time structure is as it
-// was; nothing is ever rebuilt from the store. A command that changed
+// was; nothing is ever rebuilt from the store. One refusal changes
+// something on purpose, as dmsetup's does: remove with Force replaces the
+// device's table with an error table first (lvm2's test library relies
+// on it to fail a device under its users), and that stands, committed,
+// when the removal is then refused because the device is busy. A command that changed
 // nothing writes nothing, so a write through a handle commits only when it
 // changed recorded state (poison it cleared, a target's state).
 //

@@ -32,6 +32,7 @@ func (r *leafRef) ReadAt(p []byte, off int64) (int, error)  { return r.cur().Rea
 func (r *leafRef) WriteAt(p []byte, off int64) (int, error) { return r.cur().WriteAt(p, off) }
 func (r *leafRef) BadBlocks() extent.Set                    { return r.cur().BadBlocks() }
 func (r *leafRef) Lost() bool                               { return r.cur().Lost() }
+func (r *leafRef) Truncated() extent.Set                    { return r.cur().Truncated() }
 func (r *leafRef) Sync() error                              { return r.cur().Sync() }
 
 // Close is the pool letting go of the leaf.
@@ -64,7 +65,7 @@ func (e *Engine) openLeaf(ref string) (stack.Leaf, error) {
 		return nil, err
 	}
 	rec, hasRec := e.recordByRef(ref)
-	l, err := e.opener.Open(ref)
+	l, err := e.openAsRecorded(ref, rec, hasRec)
 	if err != nil {
 		if hasRec && e.restore {
 			return e.adopt(e.placeholder(rec)), nil
@@ -85,7 +86,7 @@ func (e *Engine) openLeaf(ref string) (stack.Leaf, error) {
 		if r, ok := e.recs[l.ID()]; ok {
 			rec, hasRec = r, true
 		}
-		if hasRec && (rec.ID != l.ID() || !e.sameIdentity(rec, l) || (l.Size() == 0 && rec.Size > 0)) {
+		if hasRec && (rec.ID != l.ID() || !e.sameIdentity(rec, l) || (l.CurrentSize() == 0 && rec.Size > 0 && l.Kind() != dax.KindFile)) {
 			l.Close()
 			return e.adopt(e.placeholder(rec)), nil
 		}

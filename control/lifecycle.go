@@ -24,19 +24,52 @@ func (e *Engine) badSet(d *stack.Dev) extent.Set {
 	return rmapchain.Propagate(g, rmapchain.Sources(g, within), within)[d]
 }
 
+// lostSet returns the sectors of d (unclipped) that fail because a leaf
+// below it is lost, in the current graph.
+func (e *Engine) lostSet(d *stack.Dev) extent.Set {
+	g := e.pool.Graph()
+	src := map[*stack.Dev]extent.Set{}
+	for _, x := range g.Descendants(d) {
+		if x.Leaf() == nil {
+			continue
+		}
+		if lo, ok := x.Leaf().(rmapchain.Losable); ok && lo.Lost() {
+			src[x] = extent.Of(extent.Extent{Start: 0, Len: x.Size()})
+		}
+	}
+	if len(src) == 0 {
+		return extent.Set{}
+	}
+	in := map[*stack.Dev]bool{}
+	for _, x := range g.Descendants(d) {
+		in[x] = true
+	}
+	return rmapchain.Propagate(g, src, func(x *stack.Dev) bool { return in[x] })[d]
+}
+
 // tableChanged records the events of a table swap on d: its bad sectors
-// before were `before` with size oldSize; those that became bad or good are
-// translated up from d. d's own event is limited to sectors it had both
-// before and after (a new or resized device reports no change of its tail).
-func (e *Engine) tableChanged(d *stack.Device, before extent.Set, oldSize uint64) {
-	after := e.badSet(d.Dev())
+// before were `before` (lostBefore of them because a leaf below was lost)
+// with size oldSize; those that became bad or good are translated up from
+// d. Sectors that stop failing because the new table leaves a lost leaf
+// out are restored, as when the leaf comes back (a degraded device back to
+// health); those that start failing because it brings a lost leaf in are
+// lost; the others are media errors and cleared. d's own event is limited
+// to sectors it had both before and after (a new or resized device
+// reports no change of its tail).
+func (e *Engine) tableChanged(d *stack.Device, before, lostBefore extent.Set, oldSize uint64) {
+	after, lostAfter := e.badSet(d.Dev()), e.lostSet(d.Dev())
 	g := e.pool.Graph()
 	now := e.cfg.Now()
 	keep := min(oldSize, d.Size())
+	bad, good := after.Subtract(before), before.Subtract(after)
+	lost, restored := bad.Intersect(lostAfter), good.Intersect(lostBefore)
 	for _, k := range []struct {
 		kind rmapchain.Kind
 		s    extent.Set
-	}{{rmapchain.MediaError, after.Subtract(before)}, {rmapchain.Cleared, before.Subtract(after)}} {
+	}{
+		{rmapchain.MediaError, bad.Subtract(lost)}, {rmapchain.Lost, lost},
+		{rmapchain.Cleared, good.Subtract(restored)}, {rmapchain.Restored, restored},
+	} {
 		for _, ev := range rmapchain.Translate(g, k.kind, d.Dev(), k.s, now) {
 			if ev.Device == d.Name() {
 				if ev.Ranges = ev.Ranges.Clip(0, keep); ev.Ranges.Empty() {
@@ -60,12 +93,12 @@ func (e *Engine) swap(d *stack.Device) error {
 			return err
 		}
 	} else {
-		before, oldSize := e.badSet(d.Dev()), d.Size()
+		before, lostBefore, oldSize := e.badSet(d.Dev()), e.lostSet(d.Dev()), d.Size()
 		if err := e.pool.Resume(d); err != nil {
 			return err
 		}
 		// Parents print d by name and keep their text; only d's record changes.
-		e.tableChanged(d, before, oldSize)
+		e.tableChanged(d, before, lostBefore, oldSize)
 	}
 	e.touchDevice(d)
 	e.change(DeviceChange{Kind: Swapped, Device: d.Name(), Minor: d.Minor(), Size: d.Size()})

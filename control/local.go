@@ -243,3 +243,7 @@ var (
 	_ API = (*Engine)(nil)
 	_ API = (*Local)(nil)
 )
+
+func (l *Local) Leaves(ctx context.Context) ([]LeafInfo, error) {
+	return with(l, false, func(e *Engine) ([]LeafInfo, error) { return e.Leaves(ctx) })
+}

@@ -58,6 +58,7 @@ func (e *Engine) Info(_ context.Context, r NameReq) (DeviceInfo, error) {
 }
 
 func (e *Engine) deviceInfo(d *stack.Device) DeviceInfo {
+	e.recheckSizes(d.Dev())
 	in := DeviceInfo{
 		Name: d.Name(), UUID: d.UUID(), Major: stack.MappedMajor, Minor: d.Minor(),
 		Suspended: d.Suspended(), Live: d.Active() != nil, Inactive: d.Inactive() != nil,
@@ -91,6 +92,8 @@ func (e *Engine) deviceInfo(d *stack.Device) DeviceInfo {
 	for _, x := range g.Descendants(d.Dev()) {
 		if l := e.daxLeaf(x); l != nil && l.Lost() {
 			in.Lost = append(in.Lost, l.Ref())
+		} else if l != nil && l.CurrentSize() < l.Size() {
+			in.Shrunk = append(in.Shrunk, l.Ref())
 		}
 	}
 	in.Bad = e.badSet(d.Dev()).Clip(0, d.Size()).Sectors()
@@ -255,6 +258,7 @@ func (e *Engine) Badblocks(_ context.Context, r NameReq) (DeviceRanges, error) {
 		if err != nil {
 			return DeviceRanges{}, opErr("", r.Name, nil, err)
 		}
+		e.recheckSizes(dev)
 		return DeviceRanges{Device: rmapchain.DevName(dev), Ranges: e.badSet(dev).Clip(0, dev.Size())}, nil
 	})
 }

@@ -247,8 +247,10 @@ func (l *Leaf) drain() {
 }
 
 // Sync makes the leaf's written data durable: msync(MS_SYNC) of the
-// mapping (which for a block device also flushes its cache). A leaf that
-// has done no I/O has nothing to sync.
+// mapping (which for a block device also flushes its cache), or for a
+// device-dax leaf, which has no msync, the mapping's CPU cache lines
+// written back (cpuflush.go). A leaf that has done no I/O has nothing to
+// sync.
 func (l *Leaf) Sync() error {
 	m, s, err := l.enterNoMap()
 	defer l.exit(s)
@@ -257,6 +259,9 @@ func (l *Leaf) Sync() error {
 			return nil // nothing reached it since it went
 		}
 		return err
+	}
+	if m.data != nil && l.kind == KindDevdax {
+		return l.syncDevdax(m) // device-dax has no msync (cpuflush.go)
 	}
 	if m.data != nil {
 		if err := unix.Msync(m.data, unix.MS_SYNC); err != nil {

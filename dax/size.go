@@ -46,6 +46,10 @@ type Known struct {
 	// Size is the size in sectors the leaf had when it was recorded, the
 	// one its tables were checked against; 0 takes the size found.
 	Size uint64
+	// ID, when set, is the ID the leaf keeps: a device found at another
+	// number (Find: a loop device re-attached) is still the leaf that was
+	// recorded under ID, and its records need no re-keying.
+	ID string
 }
 
 // OpenKnown is Open for a leaf recorded earlier: it refuses a device or
@@ -62,6 +66,9 @@ func (o *Opener) OpenKnown(ref string, k Known) (*Leaf, error) {
 	if k.Identity.Kind != "" && !k.Identity.Same(l.ident) {
 		l.Close()
 		return nil, leafError(l.name, fmt.Errorf("%s is not the recorded leaf (%s now, %s recorded): %w", ref, l.ident, k.Identity, ErrChanged))
+	}
+	if k.ID != "" {
+		l.id = k.ID
 	}
 	if k.Size > 0 && k.Size != l.size {
 		found := l.size

@@ -18,13 +18,10 @@ import (
 // other failure. A full run (no -test.run) in which a listed bug never
 // showed up fails too, so that a fix cannot leave its entry behind.
 const (
-	bugDevdaxMsync     = "devdax-msync"
 	bugDaemonErrorText = "daemon-error-text"
 )
 
 var knownBugs = map[string]string{
-	bugDevdaxMsync: "dax.Leaf.Sync calls msync on a device-dax mapping; device-dax has no fsync, so the kernel " +
-		"refuses with EINVAL, and every daxstack write to a devdax leaf exits 1 after its data landed",
 	bugDaemonErrorText: "a read that fails through the daemon prints the leaf's error alone (\"read top sector 15: dax: " +
 		"pmem0: media error at sectors 23+1: input/output error\"), not the README's \"top sector 15: " +
 		"Input/output error (dax: ...)\" that the same read prints without the daemon",

@@ -262,9 +262,6 @@ func cliAccess(t *testing.T, s *sandbox, op string, start, n uint64) string {
 	} else {
 		r = s.try(nil, "read", "top", "--sector", strconv.FormatUint(start, 10), "--count", strconv.FormatUint(n, 10))
 	}
-	if r.err != nil && op == "write" && knownBug(t, bugDevdaxMsync, strings.Contains(r.stderr, "msync /dev/dax") && strings.Contains(r.stderr, "invalid argument")) {
-		return "ok"
-	}
 	if r.err != nil {
 		if !ioErr.MatchString(r.stderr) {
 			t.Errorf("%s top %d+%d failed without an I/O error:\n%v", op, start, n, r)

@@ -13,7 +13,8 @@
 // 1 TiB leaf under a stripe is a few runs rather than millions of extents.
 //
 // Sources gathers everything that makes a read fail: leaf poison, lost
-// leaves, error segments (targets that are stack.Failer), and sectors
+// leaves, the sectors past the current end of a leaf that shrank under
+// its tables (Shrinkable), error segments (targets that are stack.Failer), and sectors
 // past the end of a device that a parent still maps. BadRanges combines
 // the two: the bad ranges of a device are exactly the sectors whose read
 // would fail, no more and no fewer.

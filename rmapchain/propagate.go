@@ -17,6 +17,14 @@ type Losable interface {
 	Lost() bool
 }
 
+// Shrinkable is implemented by leaves whose device or file can get
+// smaller under the tables that use them: Truncated returns the sectors
+// past the leaf's current end (below its Size), which fail as a lost
+// leaf's do.
+type Shrinkable interface {
+	Truncated() extent.Set
+}
+
 // Propagate translates sets of bad sectors, given per device in that
 // device's own sector space, to every device above them. It returns the
 // set for every device reached with a non-empty set, sources included.
@@ -305,7 +313,8 @@ func Sources(g *stack.Graph, within func(*stack.Dev) bool) map[*stack.Dev]extent
 }
 
 // LeafBad returns a leaf's bad sectors: all of them when it is lost, else
-// its poison, plus everything past its end.
+// its poison and the sectors past its current end when it shrank
+// (Shrinkable), plus everything past its end.
 func LeafBad(l *stack.Dev) extent.Set {
 	leaf := l.Leaf()
 	if lo, ok := leaf.(Losable); ok && lo.Lost() {
@@ -314,6 +323,9 @@ func LeafBad(l *stack.Dev) extent.Set {
 	s := beyond(leaf.Size())
 	if p, ok := leaf.(Poisoned); ok {
 		s = s.Union(p.BadBlocks())
+	}
+	if t, ok := leaf.(Shrinkable); ok {
+		s = s.Union(t.Truncated())
 	}
 	return s
 }

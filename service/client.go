@@ -278,3 +278,8 @@ func workDir() string {
 	}
 	return d
 }
+
+// Leaves reports the leaves through the daemon.
+func (c *Client) Leaves(ctx context.Context) ([]control.LeafInfo, error) {
+	return invoke[[]control.LeafInfo](c, ctx, "leaves", control.Empty{})
+}

@@ -80,6 +80,7 @@ func init() {
 	reg("rescan", rightChange, noRequest(control.API.Rescan))
 	reg("pre-remove", rightChange, control.API.PreRemove)
 	reg("offline", rightChange, control.API.Offline)
+	reg("leaves", rightQuery, noRequest(control.API.Leaves))
 }
 
 // methodNames returns the names of the wire's methods, sorted.

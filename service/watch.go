@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/daxstack/daxstack/control"
 	"github.com/daxstack/daxstack/service/sysfswatch"
 	"github.com/daxstack/daxstack/service/uevent"
 )
@@ -56,6 +57,21 @@ func (s *Server) watch(ctx context.Context) {
 			}
 		}
 	}
+	// A table made live can bring a pmem leaf in: watch its badblocks
+	// file from then on, not from the next rescan.
+	swapped := make(chan struct{}, 1)
+	_, stopWatch := s.eng.Watch(func(cs []control.DeviceChange) {
+		for _, c := range cs {
+			if c.Kind == control.Swapped || c.Kind == control.Created {
+				select {
+				case swapped <- struct{}{}:
+				default:
+				}
+				return
+			}
+		}
+	})
+	defer stopWatch()
 	refreshFiles()
 	var changes <-chan sysfswatch.Change
 	if bw != nil {
@@ -73,6 +89,8 @@ func (s *Server) watch(ctx context.Context) {
 			if bw != nil {
 				bw.Rescan() // re-read every badblocks file too: events may have been lost
 			}
+		case <-swapped:
+			refreshFiles()
 		case ch := <-changes:
 			if ch.Err == nil || errors.Is(ch.Err, context.Canceled) {
 				s.doRescan("badblocks " + ch.Path)
@@ -100,6 +118,12 @@ func (s *Server) doRescan(why string) {
 	}
 	for _, l := range r.Changed {
 		s.cfg.Logf("daxstack: leaf %s badblocks changed (%s)", l, why)
+	}
+	for _, l := range r.Shrunk {
+		s.cfg.Logf("daxstack: leaf %s shrank: the sectors past its end are bad (%s)", l, why)
+	}
+	for _, l := range r.Grown {
+		s.cfg.Logf("daxstack: leaf %s grew back (%s)", l, why)
 	}
 }
 

@@ -257,7 +257,7 @@ func sampleLeaf(id string) store.LeafRecord {
 	return store.LeafRecord{
 		ID: id, Ref: "/dev/pmem0", Path: "/dev/pmem0", Name: "pmem0", Kind: "pmem",
 		Size: 1 << 41, Identity: []byte(`{"uuid":"1c0e9c5a","serial":12}`),
-		Lost: true, LostSince: t0.Add(time.Hour),
+		Lost: true, LostSince: t0.Add(time.Hour), Shrunk: 24,
 	}
 }
 
@@ -310,8 +310,8 @@ func showStates(s []store.TargetState) string {
 }
 
 func showLeaf(t testing.TB, r store.LeafRecord) string {
-	checkFields(t, r, 9)
-	return fmt.Sprintf("%q %q %q %q %q %d %q %v %s", r.ID, r.Ref, r.Path, r.Name, r.Kind, r.Size, r.Identity, r.Lost, ts(r.LostSince))
+	checkFields(t, r, 10)
+	return fmt.Sprintf("%q %q %q %q %q %d %q %v %s %d", r.ID, r.Ref, r.Path, r.Name, r.Kind, r.Size, r.Identity, r.Lost, ts(r.LostSince), r.Shrunk)
 }
 
 func showHolder(t testing.TB, r store.HolderRecord) string {

@@ -57,6 +57,10 @@ type LeafRecord struct {
 	Identity  json.RawMessage `json:"identity,omitempty"`
 	Lost      bool            `json:"lost"`
 	LostSince time.Time       `json:"lost_since"`
+	// Shrunk is how many of the leaf's last sectors were past its end
+	// when a rescan last looked (the file or device got smaller under its
+	// tables): [Size-Shrunk, Size) read as failed, and were reported so.
+	Shrunk uint64 `json:"shrunk,omitempty"`
 }
 
 // HolderRecord is an external holder's exclusive claim on a device, as

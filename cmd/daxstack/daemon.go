@@ -83,6 +83,12 @@ func daemonCommands() []*cli.Command {
 			for _, l := range r.Changed {
 				fmt.Fprintf(c.App.Writer, "badblocks changed %s\n", l)
 			}
+			for _, l := range r.Shrunk {
+				fmt.Fprintf(c.App.Writer, "shrunk %s\n", l)
+			}
+			for _, l := range r.Grown {
+				fmt.Fprintf(c.App.Writer, "grown %s\n", l)
+			}
 			return nil
 		},
 	}

@@ -117,7 +117,7 @@ func printInfoLong(w io.Writer, d control.DeviceInfo, dm bool) {
 	if d.ReadOnly {
 		state += " (READ-ONLY)"
 	}
-	if (len(d.Lost) > 0 || d.Broken != "") && !dm {
+	if (d.Degraded() || d.Broken != "") && !dm {
 		state += " (DEGRADED)"
 	}
 	tables := "None"
@@ -142,6 +142,9 @@ func printInfoLong(w io.Writer, d control.DeviceInfo, dm bool) {
 	}
 	if len(d.Lost) > 0 && !dm {
 		fmt.Fprintf(w, "Lost leaves:       %s\n", strings.Join(d.Lost, " "))
+	}
+	if len(d.Shrunk) > 0 && !dm {
+		fmt.Fprintf(w, "Shrunk leaves:     %s\n", strings.Join(d.Shrunk, " "))
 	}
 	if d.Bad > 0 && !dm {
 		fmt.Fprintf(w, "Bad sectors:       %d\n", d.Bad)
@@ -240,7 +243,7 @@ var infoFields = []reportField{
 		switch {
 		case d.Broken != "":
 			return "broken"
-		case len(d.Lost) > 0:
+		case d.Degraded():
 			return "degraded"
 		case len(d.Conditions) > 0:
 			return strings.Join(d.Conditions, ",") // a target's word for how it behaves now ("down")

@@ -140,7 +140,7 @@ func lsAction(c *cli.Context) error {
 	if x.json() {
 		rows := []row{}
 		for _, d := range all {
-			r := row{}.with("name", d.Name).with("major", d.Major).with("minor", d.Minor).with("uuid", d.UUID).with("degraded", len(d.Lost) > 0 || d.Broken != "")
+			r := row{}.with("name", d.Name).with("major", d.Major).with("minor", d.Minor).with("uuid", d.UUID).with("degraded", d.Degraded() || d.Broken != "")
 			if d.Broken != "" {
 				r = r.with("broken", d.Broken)
 			}
@@ -160,8 +160,12 @@ func lsAction(c *cli.Context) error {
 		if c.String("target") != "" {
 			line = fmt.Sprintf("%s\t(%d, %d)", d.Name, d.Major, d.Minor)
 		}
-		if len(d.Lost) > 0 && !x.dm {
+		switch {
+		case x.dm:
+		case len(d.Lost) > 0:
 			line += "\tdegraded: lost " + strings.Join(d.Lost, ",")
+		case len(d.Shrunk) > 0:
+			line += "\tdegraded: shrunk " + strings.Join(d.Shrunk, ",")
 		}
 		if d.Broken != "" && !x.dm {
 			line += "\tbroken: stored table does not load"
