@@ -263,6 +263,9 @@ type DeviceInfo struct {
 	// normally now (stack.Conditioner: flakey's "down"), once each.
 	Conditions []string `json:"conditions,omitempty"`
 	Deferred   bool     `json:"deferred_remove,omitempty"` // removed when its last user goes
+	// BlockDev is the block device exporting it while the daemon runs
+	// (/dev/loopN; see /dev/daxstack/NAME).
+	BlockDev string `json:"blkdev,omitempty"`
 }
 
 // TableReq asks for a device's table or status.

@@ -58,6 +58,9 @@ func (r *leafRef) swap(l *dax.Leaf) {
 // recorded size; for tables typed now, the device found is the leaf. A
 // leaf the pool holds already is given again as it is.
 func (e *Engine) openLeaf(ref string) (stack.Leaf, error) {
+	if err := e.refuseExport(ref); err != nil {
+		return nil, err
+	}
 	rec, hasRec := e.recordByRef(ref)
 	l, err := e.opener.Open(ref)
 	if err != nil {
