@@ -3,10 +3,10 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
