@@ -191,9 +191,13 @@ func TestExportsRestart(t *testing.T) {
 	oldLoop, _ := filepath.EvalSymlinks(s.link("k"))
 	s.d.kill9()
 	s.start()
+	// The daemon's socket takes connections (into its backlog) from the
+	// moment it is bound, a moment before the exports are back; it
+	// answers commands once they are.
+	blk := strings.TrimSpace(s.run("info", "-c", "--noheadings", "-o", "blkdev", "k"))
 	newLoop, err := filepath.EvalSymlinks(s.link("k"))
-	if err != nil || !isBlock(newLoop) {
-		t.Fatalf("link after restart: %v", err)
+	if err != nil || !isBlock(newLoop) || newLoop != blk {
+		t.Fatalf("link after restart: %q %v (info says %q)", newLoop, err, blk)
 	}
 	out := sh(t, "losetup", "-a")
 	if n := strings.Count(out, s.path("dev")+"/k"); n != 1 {
