@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -113,23 +114,38 @@ func exportFlags() []cli.Flag {
 	}
 }
 
-// exportOptions reads the export flags; nil with --no-exports.
+// exportOptions reads the export flags; nil with --no-exports, and for a
+// daemon not run as root that was given none of them (loop devices and a
+// FUSE mount for others need root).
 func exportOptions(c *cli.Context) (*serve.Options, error) {
 	if c.Bool("no-exports") {
 		return nil, nil
+	}
+	if os.Geteuid() != 0 {
+		set := false
+		for _, f := range exportFlags() {
+			set = set || c.IsSet(f.Names()[0])
+		}
+		if !set {
+			return nil, nil
+		}
 	}
 	mm, err := blockdev.ParseMapperMode(c.String("mapper-links"))
 	if err != nil {
 		return nil, usagef("--mapper-links: %v", err)
 	}
-	return &serve.Options{
+	o := &serve.Options{
 		Mount: c.String("mount"), NoMount: c.Bool("no-mount"),
 		Links: c.String("links"), MapperLinks: mm, NoBlock: c.Bool("no-block"),
 		NBDSocket: c.String("nbd-socket"), NoNBD: c.Bool("no-nbd"),
 		NBDListen: c.String("nbd-listen"),
 		TLSCert:   c.String("nbd-tls-cert"), TLSKey: c.String("nbd-tls-key"), TLSCA: c.String("nbd-tls-ca"),
 		Insecure: c.Bool("nbd-insecure"),
-	}, nil
+	}
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 // dialDaemon connects to the daemon's socket.

@@ -53,6 +53,13 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
+// Check reports options that do not go together (an error matching
+// ErrInvalid), as Start would.
+func (o Options) Check() error {
+	_, err := o.withDefaults()
+	return err
+}
+
 // withDefaults fills the defaults in and checks the options.
 func (o Options) withDefaults() (Options, error) {
 	if o.Mount == "" {
