@@ -269,6 +269,9 @@ type DeviceInfo struct {
 	// normally now (stack.Conditioner: flakey's "down"), once each.
 	Conditions []string `json:"conditions,omitempty"`
 	Deferred   bool     `json:"deferred_remove,omitempty"` // removed when its last user goes
+	// BlockDev is the block device exporting it while the daemon runs
+	// (/dev/loopN; see /dev/daxstack/NAME).
+	BlockDev string `json:"blkdev,omitempty"`
 }
 
 // Degraded reports whether a leaf below the device is lost or shrank.

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -51,8 +52,10 @@ type DeviceState struct {
 // commit order, with the changes of the commit (a create that also makes a
 // table live gives Created then Swapped). It returns the devices as they
 // are when the watch starts (so no change is missed between the two) and a
-// function that ends the watch. fn is called without the engine's lock: it
-// may call the engine, but must not block for long.
+// function that ends the watch. fn is called at the end of the commit,
+// with the engine's lock held: it must not call the engine or do I/O
+// through it, only note the changes (and apply them elsewhere; the Settle
+// hook lets a command wait for that).
 func (e *Engine) Watch(fn func([]DeviceChange)) (now []DeviceState, stop func()) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -93,6 +96,22 @@ type Hooks struct {
 	// that succeeded.
 	Freeze func(ctx context.Context, device string) error
 	Thaw   func(ctx context.Context, device string) error
+	// Settle is called at the end of every command (after a deferred
+	// removal it let come due), whatever its outcome, and returns once
+	// the exports follow the changes the command made: create, resume,
+	// rename and remove return only when the block device and its links
+	// are in place (or gone), as dmsetup does with udev.
+	Settle func(ctx context.Context)
+	// BlockDev names the block device that exports a device ("" for
+	// none), for info. It is called with the engine's lock held and
+	// must not call the engine.
+	BlockDev func(device string) string
+	// Export tells whether a reference in a table (a path, major:minor,
+	// an NBD URI) names one of the daemon's own exports, and of which
+	// device: such a table is refused, since its I/O would leave through
+	// the kernel and come back into the daemon. Called with the engine's
+	// lock held; must not call the engine.
+	Export func(ref string) (device string, ok bool)
 }
 
 // SetHooks sets the hooks the engine consults from now on.
@@ -106,6 +125,34 @@ func (e *Engine) getHooks() Hooks {
 	e.subMu.Lock()
 	defer e.subMu.Unlock()
 	return e.hooks
+}
+
+// settle runs the Settle hook, if any.
+func (e *Engine) settle(ctx context.Context) {
+	if h := e.getHooks(); h.Settle != nil {
+		h.Settle(ctx)
+	}
+}
+
+// blockDev names the block device exporting device, if a hook says.
+func (e *Engine) blockDev(device string) string {
+	if h := e.getHooks(); h.BlockDev != nil {
+		return h.BlockDev(device)
+	}
+	return ""
+}
+
+// refuseExport refuses a table's reference to one of the daemon's own
+// exports.
+func (e *Engine) refuseExport(ref string) error {
+	h := e.getHooks()
+	if h.Export == nil {
+		return nil
+	}
+	if dev, ok := h.Export(ref); ok {
+		return fmt.Errorf("%w: %s is daxstack's own export of %s: name the device %s itself", stack.ErrInvalid, ref, dev, dev)
+	}
+	return nil
 }
 
 // freeze runs the Freeze hook for d (when lockfs) and remembers that a

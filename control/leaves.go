@@ -60,6 +60,9 @@ func (r *leafRef) swap(l *dax.Leaf) {
 // leaf the pool holds already is given again as it is. A command run for
 // a peer opens only what the peer may (peerRef, see peer.go).
 func (e *Engine) openLeaf(ref string) (stack.Leaf, error) {
+	if err := e.refuseExport(ref); err != nil {
+		return nil, err
+	}
 	ref, bind, err := e.peerRef(ref)
 	if err != nil {
 		return nil, err

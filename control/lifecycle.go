@@ -469,5 +469,6 @@ func (e *Engine) command(ctx context.Context, fn func() error) error {
 	if err == nil {
 		e.deferredDue(ctx)
 	}
+	e.settle(ctx)
 	return err
 }

@@ -97,6 +97,7 @@ func (e *Engine) deviceInfo(d *stack.Device) DeviceInfo {
 		}
 	}
 	in.Bad = e.badSet(d.Dev()).Clip(0, d.Size()).Sectors()
+	in.BlockDev = e.blockDev(d.Name())
 	return in
 }
 

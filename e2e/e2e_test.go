@@ -40,6 +40,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building daxstack:", err)
 		os.Exit(1)
 	}
+	// Daemons of tests export nothing unless a test asks (exports_*_test.go).
+	os.Setenv("DAXSTACK_NO_EXPORTS", "1")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -63,6 +65,7 @@ func TestScripts(t *testing.T) {
 			env.Setenv("DAXSTACK_SOCKET", filepath.Join(env.WorkDir, "daxstack.sock"))
 			env.Setenv("DAXSTACK_SYSFS", filepath.Join(env.WorkDir, "sys"))
 			env.Setenv("LANG", "C.UTF-8")
+			env.Setenv("DAXSTACK_NO_EXPORTS", "1")
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {

@@ -6,9 +6,11 @@ import (
 	"log"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/daxstack/daxstack/control"
+	"github.com/daxstack/daxstack/export/serve"
 	"github.com/daxstack/daxstack/rmapchain"
 )
 
@@ -31,6 +33,10 @@ type Config struct {
 	UeventRcvBuf int
 	// Logf logs daemon activity (log.Printf if nil).
 	Logf func(format string, args ...any)
+	// Exports, if set, exports every live mapped device while the daemon
+	// serves (device files, block devices, NBD; see export/serve). Its
+	// Group and Logf are the daemon's.
+	Exports *serve.Options
 }
 
 // ErrRunning: another daemon is listening on the socket.
@@ -49,6 +55,8 @@ type Server struct {
 	conns map[*conn]bool
 	acked chan struct{} // closed and replaced whenever a client acks
 	wg    sync.WaitGroup
+
+	exports atomic.Pointer[serve.Exports] // while Serve runs with Config.Exports
 }
 
 // New opens the database (waiting for any embedded daxstack command that
@@ -87,6 +95,18 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// BlockDevice returns the block device (major, minor) that exports the
+// mapped device name while the daemon serves it: the device a filesystem
+// mounted on /dev/daxstack/NAME is mounted from. ok is false without
+// exports, or for a device without a block device.
+func (s *Server) BlockDevice(name string) (major, minor uint32, ok bool) {
+	return s.exports.Load().BlockDevice(name)
+}
+
+// Exports returns the running exports (nil unless Serve runs with
+// Config.Exports).
+func (s *Server) Exports() *serve.Exports { return s.exports.Load() }
+
 // Engine returns the daemon's engine.
 func (s *Server) Engine() *control.Engine { return s.eng }
 
@@ -119,6 +139,23 @@ func (s *Server) Serve(ctx context.Context) error {
 	}()
 	if _, err := s.eng.Rescan(ctx); err != nil {
 		s.cfg.Logf("daxstack: initial rescan: %v", err)
+	}
+	if s.cfg.Exports != nil {
+		o := *s.cfg.Exports
+		o.Group, o.Logf = s.gid, s.cfg.Logf
+		x, err := serve.Start(s.eng, o)
+		if err != nil {
+			ln.Close()
+			os.Remove(s.cfg.Socket)
+			return err
+		}
+		s.exports.Store(x)
+		defer func() {
+			s.exports.Store(nil)
+			if err := x.Close(); err != nil {
+				s.cfg.Logf("daxstack: closing exports: %v", err)
+			}
+		}()
 	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.watch(ctx) }()

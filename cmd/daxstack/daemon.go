@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/daxstack/daxstack/control"
+	"github.com/daxstack/daxstack/export/blockdev"
+	"github.com/daxstack/daxstack/export/serve"
 	"github.com/daxstack/daxstack/rmapchain"
 	"github.com/daxstack/daxstack/service"
 )
@@ -17,17 +20,21 @@ import (
 func daemonCommands() []*cli.Command {
 	serve := &cli.Command{
 		Name:  "serve",
-		Usage: "run the daemon: own the database, watch leaves, stream events to holders",
-		Flags: []cli.Flag{
+		Usage: "run the daemon: own the database, watch leaves, stream events to holders, export the devices",
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "group", Usage: "`GROUP` (name or gid) that may change state besides root", EnvVars: []string{"DAXSTACK_GROUP"}},
 			&cli.DurationFlag{Name: "rescan", Usage: "period of the safety-net rescan of every leaf", Value: 30 * time.Second},
 			&cli.BoolFlag{Name: "no-uevents", Usage: "do not listen to kernel uevents (rely on rescans)"},
 			&cli.DurationFlag{Name: "ack-timeout", Usage: "how long an orderly removal waits for holders", Value: 10 * time.Second},
 			&cli.IntFlag{Name: "uevent-rcvbuf", Usage: "uevent socket receive buffer in `BYTES` (tests: a tiny one provokes overruns)", Hidden: true},
 			&cli.BoolFlag{Name: "no-hold", Usage: "check block-device leaves but do not hold them with O_EXCL (tests of surprise removal)", Hidden: true},
-		},
+		}, exportFlags()...),
 		Action: func(c *cli.Context) error {
 			logger := log.New(c.App.ErrWriter, "", log.LstdFlags)
+			exports, err := exportOptions(c)
+			if err != nil {
+				return err
+			}
 			s, err := service.New(service.Config{
 				Engine: control.Config{
 					DB: c.String("db"), LockTimeout: c.Duration("lock-timeout"),
@@ -42,6 +49,7 @@ func daemonCommands() []*cli.Command {
 				Logf:       logger.Printf,
 
 				UeventRcvBuf: c.Int("uevent-rcvbuf"),
+				Exports:      exports,
 			})
 			if err != nil {
 				return err
@@ -93,6 +101,59 @@ func daemonCommands() []*cli.Command {
 		},
 	}
 	return append(eventCommands(), serve, offline, rescan)
+}
+
+// exportFlags are serve's flags for the exports (export/serve).
+func exportFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "mount", Usage: "`DIR` of the device files (FUSE)", Value: serve.DefaultMount},
+		&cli.BoolFlag{Name: "no-mount", Usage: "no device files (and so no block devices)"},
+		&cli.StringFlag{Name: "links", Usage: "`DIR` of the links NAME -> block device", Value: blockdev.DefaultLinkDir},
+		&cli.StringFlag{Name: "mapper-links", Usage: "also link /dev/mapper/NAME: auto (when the kernel has no device-mapper), on, off", Value: "auto"},
+		&cli.BoolFlag{Name: "no-block", Usage: "no block devices (loop devices over the device files)"},
+		&cli.StringFlag{Name: "nbd-socket", Usage: "`PATH` of the NBD unix socket", Value: serve.DefaultNBDSocket},
+		&cli.BoolFlag{Name: "no-nbd", Usage: "no NBD server"},
+		&cli.StringFlag{Name: "nbd-listen", Usage: "also serve NBD on TCP `ADDR` (needs --nbd-tls-* or --nbd-insecure)"},
+		&cli.StringFlag{Name: "nbd-tls-cert", Usage: "server certificate `FILE` (PEM) for NBD over TCP"},
+		&cli.StringFlag{Name: "nbd-tls-key", Usage: "server key `FILE` (PEM) for NBD over TCP"},
+		&cli.StringFlag{Name: "nbd-tls-ca", Usage: "CA `FILE` (PEM) client certificates must be signed by"},
+		&cli.BoolFlag{Name: "nbd-insecure", Usage: "NBD over TCP without TLS: trusts the network with every device"},
+		&cli.BoolFlag{Name: "no-exports", Usage: "export nothing (no device files, block devices or NBD)", EnvVars: []string{"DAXSTACK_NO_EXPORTS"}},
+	}
+}
+
+// exportOptions reads the export flags; nil with --no-exports, and for a
+// daemon not run as root that was given none of them (loop devices and a
+// FUSE mount for others need root).
+func exportOptions(c *cli.Context) (*serve.Options, error) {
+	if c.Bool("no-exports") {
+		return nil, nil
+	}
+	if os.Geteuid() != 0 {
+		set := false
+		for _, f := range exportFlags() {
+			set = set || c.IsSet(f.Names()[0])
+		}
+		if !set {
+			return nil, nil
+		}
+	}
+	mm, err := blockdev.ParseMapperMode(c.String("mapper-links"))
+	if err != nil {
+		return nil, usagef("--mapper-links: %v", err)
+	}
+	o := &serve.Options{
+		Mount: c.String("mount"), NoMount: c.Bool("no-mount"),
+		Links: c.String("links"), MapperLinks: mm, NoBlock: c.Bool("no-block"),
+		NBDSocket: c.String("nbd-socket"), NoNBD: c.Bool("no-nbd"),
+		NBDListen: c.String("nbd-listen"),
+		TLSCert:   c.String("nbd-tls-cert"), TLSKey: c.String("nbd-tls-key"), TLSCA: c.String("nbd-tls-ca"),
+		Insecure: c.Bool("nbd-insecure"),
+	}
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 // dialDaemon connects to the daemon's socket.

@@ -253,6 +253,7 @@ var infoFields = []reportField{
 		return "ok"
 	}},
 	{"holder", "Holder", false, func(d control.DeviceInfo) any { return d.Holder }},
+	{"blkdev", "BlkDev", false, func(d control.DeviceInfo) any { return d.BlockDev }},
 }
 
 // attr is dmsetup's 4-character Stat column: live table, inactive table,

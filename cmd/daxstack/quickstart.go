@@ -15,7 +15,10 @@ func quickstartCommands() []*cli.Command {
 	return []*cli.Command{{
 		Name:  "quickstart",
 		Usage: "build file-backed leaves and a stack in a temporary directory, inject a leaf error and show it translated at every level",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "keep", Usage: "keep the temporary directory"}},
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "keep", Usage: "keep the temporary directory"},
+			&cli.BoolFlag{Name: "daemon", Usage: "as root: run a daemon with its exports, put a filesystem on the stack and show a leaf failure reaching it"},
+		},
 		Action: func(c *cli.Context) error {
 			dir, err := os.MkdirTemp("", "daxstack-quickstart-")
 			if err != nil {
@@ -25,6 +28,9 @@ func quickstartCommands() []*cli.Command {
 				fmt.Fprintf(c.App.Writer, "# keeping %s\n", dir)
 			} else {
 				defer os.RemoveAll(dir)
+			}
+			if c.Bool("daemon") {
+				return quickstartDaemon(c, dir)
 			}
 			return quickstart(c, dir)
 		},
