@@ -61,7 +61,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 func commands() []*cli.Command {
 	var out []*cli.Command
 	for _, f := range []func() []*cli.Command{
-		tableCommands, lifecycleCommands, reportCommands, daxCommands, ioCommands, daemonCommands, quickstartCommands,
+		tableCommands, lifecycleCommands, reportCommands, daxCommands, ioCommands, daemonCommands, quickstartCommands, filesCommands,
 	} {
 		out = append(out, f()...)
 	}
