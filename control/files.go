@@ -68,15 +68,16 @@ type FilesEnv struct {
 }
 
 // NotMountedError says that no filesystem is mounted on a device's block
-// device, and why when it has none. It matches fsfiles.ErrNotMounted (and
-// ENOENT) through errors.Is.
+// device, or that the device has no block device. It matches
+// fsfiles.ErrNotMounted (and ENOENT, also through the daemon's socket)
+// through errors.Is.
 type NotMountedError struct {
 	Device string
 	Why    string
 }
 
 func (e *NotMountedError) Error() string {
-	return "no filesystem is mounted on " + e.Device + " (" + e.Why + ")"
+	return "no filesystem is mounted on " + e.Device + ": " + e.Why
 }
 
 // Unwrap returns fsfiles.ErrNotMounted.
@@ -198,7 +199,7 @@ func (p filesPlan) lookup(ctx context.Context, r FilesReq, env FilesEnv, sysfs s
 	}
 	res, err := cache.Lookup(ctx, p.major, p.minor, p.sectors, p.limit)
 	if errors.Is(err, fsfiles.ErrNotMounted) {
-		return resp, &NotMountedError{Device: p.device, Why: fmt.Sprintf("block device %d:%d", p.major, p.minor)}
+		return resp, &NotMountedError{Device: p.device, Why: fmt.Sprintf("its block device %d:%d has none", p.major, p.minor)}
 	}
 	if err != nil {
 		return resp, fmt.Errorf("files %s: %w", p.device, err)

@@ -167,7 +167,9 @@ func lookupEvent(ctx context.Context, bd func(string) (uint32, uint32, bool), ca
 	if !ok || ev.Ranges.Empty() {
 		return nil
 	}
-	res, err := cache.Lookup(ctx, major, minor, ev.Ranges, maxEventFiles)
+	// Metadata and free runs met before the files take entries of a
+	// lookup's limit: twice the rows kept leaves room for them.
+	res, err := cache.Lookup(ctx, major, minor, ev.Ranges, 2*maxEventFiles)
 	if err != nil {
 		// ErrNotMounted: no filesystem, so no files; any other failure
 		// leaves the event as it was sent.
@@ -179,6 +181,9 @@ func lookupEvent(ctx context.Context, bd func(string) (uint32, uint32, bool), ca
 // followUp is the event of kind files that follows ev with what res says.
 func followUp(ev rmapchain.Event, res fsfiles.Result) *rmapchain.Event {
 	rep := res.Report(maxEventFiles)
+	if len(rep.Metadata) > maxEventFiles {
+		rep.Metadata, rep.FilesTruncated = rep.Metadata[:maxEventFiles], true
+	}
 	files, _ := json.Marshal(rep.Files)
 	meta, _ := json.Marshal(rep.Metadata)
 	return &rmapchain.Event{
