@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -65,6 +66,10 @@ type FilesEnv struct {
 	// (the daemon's exports: a loop device over its FUSE file); nil, or
 	// ok false, when it is not exported, as in embedded mode.
 	BlockDevice func(device string) (major, minor uint32, ok bool)
+	// OnlyKnown refuses (EACCES) a block device daxstack does not know:
+	// the daemon asks it for peers other than root, who may administer
+	// daxstack but not every filesystem of the machine.
+	OnlyKnown bool
 }
 
 // NotMountedError says that no filesystem is mounted on a device's block
@@ -181,6 +186,8 @@ func (p filesPlan) lookup(ctx context.Context, r FilesReq, env FilesEnv, sysfs s
 		if !p.hasBlock {
 			return FilesResp{}, &NotMountedError{Device: p.mapped, Why: "it is not exported as a block device (only the daemon, daxstack serve, exports devices)"}
 		}
+	case !p.known && env.OnlyKnown:
+		return FilesResp{}, fmt.Errorf("%w: %s is not a device daxstack knows: only root may ask the daemon about other block devices", syscall.EACCES, r.Name)
 	case !p.known:
 		// A name daxstack does not know: a block device, whose bad
 		// ranges are its badblocks in sysfs unless a range is given.

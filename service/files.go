@@ -18,7 +18,8 @@ import (
 // control.FilesReq with the daemon's filesystems (one fsfiles.FS per block
 // device, kept current by its fanotify watch, so that a lookup never walks
 // a tree again). It names files, so only peers allowed to administer (root
-// and the daemon's group) may call it.
+// and the daemon's group) may call it, and only root about a block device
+// daxstack does not know (any filesystem of the machine).
 //
 // Events: the stream never waits for a lookup. After it sends an event of
 // kind media-error or lost of a device whose block device has a mounted
@@ -40,9 +41,9 @@ const maxEventFiles = 1000
 // Bounds on the follow-ups: the lookups remembered (by seq), those running
 // at once, and those queued for one stream.
 const (
-	filesMemo     = 4096
+	filesMemo     = 256
 	filesWorkers  = 2
-	filesQueueLen = 4096
+	filesQueueLen = 256
 )
 
 // SetBlockDevice tells the daemon how to find the block device a mapped
@@ -275,6 +276,7 @@ func init() {
 		if !ok {
 			return control.FilesResp{}, control.ErrClosed
 		}
+		env.OnlyKnown = c.cred.Uid != 0
 		return c.s.eng.FilesWith(ctx, r, env)
 	})
 }

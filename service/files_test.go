@@ -38,7 +38,7 @@ type filesStack struct {
 func newFilesStack(t *testing.T, kind string, sizeMB int) *filesStack {
 	t.Helper()
 	testenv.NeedRoot(t)
-	d := startDaemon(t, "", service.Config{})
+	d := startDaemon(t, "", service.Config{Group: fmt.Sprint(peerGroup)})
 	sectors := int64(sizeMB) << 11
 	img := d.leaf(t, "leaf.img", sectors)
 	fs := fstest.OnImage(t, kind, img)
@@ -210,23 +210,41 @@ func TestFilesMethod(t *testing.T) {
 	if _, err := s.cl.Files(context.Background(), control.FilesReq{Name: "mid"}); !errors.Is(err, syscall.ENOENT) || !strings.Contains(err.Error(), "no filesystem is mounted on mid: it is not exported") {
 		t.Errorf("files mid: %v, want no filesystem mounted", err)
 	}
-	if out := unprivileged(t, s.d, "files"); out != "EACCES" {
-		t.Errorf("unprivileged files: %q, want EACCES", out)
+	// Names are for peers allowed to administer: others are refused; the
+	// daemon's group may ask about daxstack's devices, and only root
+	// about any other block device.
+	for _, c := range []struct {
+		gid       uint32
+		dev, want string
+	}{
+		{65534, "top", "EACCES"},
+		{peerGroup, "top", s.fs.Path("b")},
+		{peerGroup, s.fs.Dev, "EACCES"},
+	} {
+		if out := unprivileged(t, s.d, c.gid, c.dev); out != c.want {
+			t.Errorf("files %s as uid 65534 gid %d: %q, want %q", c.dev, c.gid, out, c.want)
+		}
+	}
+	if r, err := s.cl.Files(context.Background(), control.FilesReq{Name: s.fs.Dev, Sector: e.Sector + 16, Count: 2}); err != nil || len(r.Files) != 1 || r.Files[0].Path != s.fs.Path("b") {
+		t.Errorf("files %s as root: %+v, %v", s.fs.Dev, r, err)
 	}
 }
 
 // The unprivileged peer is this test binary run again as nobody (uid
-// 65534, in no group of the daemon's), TestUnprivilegedPeer doing what
-// the environment says.
+// 65534, with gid 65534 or the daemon's group), TestUnprivilegedPeer doing
+// what the environment says.
 const (
 	envPeerSock  = "DAXSTACK_TEST_PEER_SOCK"
 	envPeerDo    = "DAXSTACK_TEST_PEER_DO"
 	envPeerSince = "DAXSTACK_TEST_PEER_SINCE"
+	envPeerDev   = "DAXSTACK_TEST_PEER_DEV"
+
+	peerGroup = 4242 // the daemon's group in these tests: a gid no account uses
 )
 
 // peerCmd prepares this binary to run TestUnprivilegedPeer as nobody
 // against d, whose socket it opens to others.
-func peerCmd(t *testing.T, d *daemon, do string, since uint64) *exec.Cmd {
+func peerCmd(t *testing.T, d *daemon, gid uint32, do, dev string, since uint64) *exec.Cmd {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -250,18 +268,19 @@ func peerCmd(t *testing.T, d *daemon, do string, since uint64) *exec.Cmd {
 		t.Fatal(err)
 	}
 	c := exec.Command(exe, "-test.run=^TestUnprivilegedPeer$", "-test.count=1")
-	c.Env = append(os.Environ(), envPeerSock+"="+d.sock, envPeerDo+"="+do, fmt.Sprintf("%s=%d", envPeerSince, since))
-	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	c.Env = append(os.Environ(), envPeerSock+"="+d.sock, envPeerDo+"="+do, envPeerDev+"="+dev, fmt.Sprintf("%s=%d", envPeerSince, since))
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: gid}}
 	c.Stderr = os.Stderr
 	return c
 }
 
-// unprivileged runs one call as nobody and returns what it printed.
-func unprivileged(t *testing.T, d *daemon, do string) string {
+// unprivileged asks for the files of dev as nobody in group gid and
+// returns the first path of the answer, or "EACCES", or the error.
+func unprivileged(t *testing.T, d *daemon, gid uint32, dev string) string {
 	t.Helper()
-	out, err := peerCmd(t, d, do, 0).Output()
+	out, err := peerCmd(t, d, gid, "files", dev, 0).Output()
 	if err != nil {
-		t.Fatalf("unprivileged %s: %v", do, err)
+		t.Fatalf("unprivileged files %s: %v", dev, err)
 	}
 	var line string
 	sc := bufio.NewScanner(bytes.NewReader(out))
@@ -281,7 +300,7 @@ type peerWatcher struct {
 
 func startUnprivilegedWatcher(t *testing.T, d *daemon, since uint64) *peerWatcher {
 	t.Helper()
-	c := peerCmd(t, d, "watch", since)
+	c := peerCmd(t, d, 65534, "watch", "", since)
 	out, err := c.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -357,10 +376,12 @@ func TestUnprivilegedPeer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = cl.Files(context.Background(), control.FilesReq{Name: "top"})
+		r, err := cl.Files(context.Background(), control.FilesReq{Name: os.Getenv(envPeerDev)})
 		switch {
+		case err == nil && len(r.Files) > 0:
+			fmt.Printf("PEER %s\n", r.Files[0].Path)
 		case err == nil:
-			fmt.Println("PEER allowed")
+			fmt.Println("PEER no files")
 		case errors.Is(err, syscall.EACCES):
 			fmt.Println("PEER EACCES")
 		default:
