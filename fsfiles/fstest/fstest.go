@@ -30,14 +30,15 @@ import (
 // temporary directory.
 type FS struct {
 	T            testing.TB
-	Kind         string // "ext4", "xfs" (without rmapbt), "xfs-rmap"
+	Kind         string // "ext4", "ext2", "xfs" (without rmapbt), "xfs-rmap"
 	Img          string // the file under the loop device
 	Dev          string // the loop device, /dev/loopN
 	Mnt          string // the mount point
 	Major, Minor uint32
 }
 
-// Kinds are the filesystems the tests cover.
+// Kinds are the filesystems the tests above fsfiles cover (New also makes
+// "ext2").
 var Kinds = []string{"ext4", "xfs", "xfs-rmap"}
 
 // New makes and mounts a filesystem of the given kind on a loop device
@@ -61,7 +62,7 @@ func OnImage(t testing.TB, kind, img string, mkfsArgs ...string) *FS {
 	testenv.NeedRoot(t)
 	testenv.NeedCommand(t, "losetup")
 	testenv.NeedCommand(t, "mount")
-	mkfs := map[string]string{"ext4": "mkfs.ext4", "xfs": "mkfs.xfs", "xfs-rmap": "mkfs.xfs"}[kind]
+	mkfs := map[string]string{"ext4": "mkfs.ext4", "ext2": "mkfs.ext2", "xfs": "mkfs.xfs", "xfs-rmap": "mkfs.xfs"}[kind]
 	if mkfs == "" {
 		t.Fatalf("fstest: unknown kind %q", kind)
 	}
@@ -92,7 +93,7 @@ func OnImage(t testing.TB, kind, img string, mkfsArgs ...string) *FS {
 	f.Major, f.Minor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
 	var args []string
 	switch kind {
-	case "ext4":
+	case "ext4", "ext2":
 		args = []string{"-q", "-F"}
 	case "xfs":
 		args = []string{"-q", "-f", "-m", "rmapbt=0"}
@@ -182,11 +183,14 @@ type Extent struct {
 	Sector          uint64
 }
 
+// ext reports whether the filesystem is of the ext2/3/4 family.
+func (f *FS) ext() bool { return f.Kind == "ext4" || f.Kind == "ext2" }
+
 // Placement returns where the file or directory rel lies: filefrag -v
 // (ext4), xfs_bmap -v (XFS).
 func (f *FS) Placement(rel string) []Extent {
 	f.T.Helper()
-	if f.Kind == "ext4" {
+	if f.ext() {
 		return filefragExtents(f.T, f.Path(rel))
 	}
 	return xfsBmapExtents(f.T, f.Path(rel))
@@ -257,7 +261,7 @@ func Run(t testing.TB, name string, args ...string) string {
 func (f *FS) BlockSize() uint64 {
 	f.T.Helper()
 	var m []string
-	if f.Kind == "ext4" {
+	if f.ext() {
 		m = regexp.MustCompile(`(?m)^Block size:\s+(\d+)`).FindStringSubmatch(Run(f.T, "dumpe2fs", "-h", f.Dev))
 	} else {
 		m = regexp.MustCompile(`(?m)^data\s+=\s+bsize=(\d+)`).FindStringSubmatch(Run(f.T, "xfs_info", f.Mnt))
@@ -273,7 +277,7 @@ func (f *FS) BlockSize() uint64 {
 // debugfs) or the internal log (XFS, from xfs_db).
 func (f *FS) JournalSector() uint64 {
 	f.T.Helper()
-	if f.Kind == "ext4" {
+	if f.ext() {
 		out := strings.TrimSpace(Run(f.T, "debugfs", "-R", "bmap <8> 100", f.Dev))
 		lines := strings.Split(out, "\n")
 		blk, err := strconv.ParseUint(strings.TrimSpace(lines[len(lines)-1]), 10, 64)
@@ -303,7 +307,7 @@ func (f *FS) FreeSector() uint64 {
 	if err != nil {
 		f.T.Fatal(err)
 	}
-	if f.Kind == "ext4" {
+	if f.ext() {
 		bs := f.BlockSize()
 		out := Run(f.T, "debugfs", "-R", fmt.Sprintf("ffb 1 %d", uint64(fi.Size())/bs/2), f.Dev)
 		m := regexp.MustCompile(`Free blocks found: (\d+)`).FindStringSubmatch(out)
@@ -333,4 +337,28 @@ func (f *FS) FreeSector() uint64 {
 		f.T.Fatalf("xfs_db: no free extent in AG 1: %q", out)
 	}
 	return (agb + best + bestLen*3/4) * bs / 512
+}
+
+// InodeSector returns the device sector holding rel's inode: debugfs imap
+// (ext4), xfs_db convert (XFS).
+func (f *FS) InodeSector(rel string) uint64 {
+	f.T.Helper()
+	ino := f.Ino(rel)
+	if f.ext() {
+		out := Run(f.T, "debugfs", "-R", fmt.Sprintf("imap <%d>", ino), f.Dev)
+		m := regexp.MustCompile(`located at block (\d+), offset 0x([0-9a-f]+)`).FindStringSubmatch(out)
+		if m == nil {
+			f.T.Fatalf("debugfs imap: %q", out)
+		}
+		blk, _ := strconv.ParseUint(m[1], 10, 64)
+		off, _ := strconv.ParseUint(m[2], 16, 64)
+		return (blk*f.BlockSize() + off) / 512
+	}
+	out := Run(f.T, "xfs_db", "-r", "-c", fmt.Sprintf("convert ino %d daddr", ino), f.Dev)
+	m := regexp.MustCompile(`\((\d+)\)`).FindStringSubmatch(out)
+	if m == nil {
+		f.T.Fatalf("xfs_db convert: %q", out)
+	}
+	d, _ := strconv.ParseUint(m[1], 10, 64)
+	return d
 }
