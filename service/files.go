@@ -51,13 +51,32 @@ const (
 // linked as /dev/daxstack/NAME): fn returns its major:minor, or ok false
 // when the device is not exported. It is called with a mapped device's
 // name (as events name it) from any goroutine, without the engine's lock,
-// and must not block for long. Until it is set (embedded mode, or a daemon
+// and must not block for long. It may be set at any time. Without it, the
+// daemon asks its own exports, when the Server has them (a method
+// BlockDevice of the same shape); with neither (embedded mode, a daemon
 // without exports) no mapped device has a filesystem: "files" says so and
-// events carry no files. Call it before Serve.
+// events carry no files.
 func (s *Server) SetBlockDevice(fn func(device string) (major, minor uint32, ok bool)) {
 	s.files.mu.Lock()
 	defer s.files.mu.Unlock()
 	s.files.blockDevice = fn
+}
+
+// blockDeviceFunc returns the seam to the exports: SetBlockDevice's, else
+// the Server's own BlockDevice method if it has one, else nil.
+func (s *Server) blockDeviceFunc() func(string) (uint32, uint32, bool) {
+	s.files.mu.Lock()
+	fn := s.files.blockDevice
+	s.files.mu.Unlock()
+	if fn != nil {
+		return fn
+	}
+	if x, ok := any(s).(interface {
+		BlockDevice(string) (uint32, uint32, bool)
+	}); ok {
+		return x.BlockDevice
+	}
+	return nil
 }
 
 // filesState is the daemon's side of files: the seam to the exports, the
@@ -83,14 +102,14 @@ type filesJob struct {
 }
 
 // env returns what control needs for a lookup, starting the cache.
-func (f *filesState) env() (control.FilesEnv, bool) {
+func (f *filesState) env(bd func(string) (uint32, uint32, bool)) (control.FilesEnv, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return control.FilesEnv{}, false
 	}
 	f.start()
-	return control.FilesEnv{Cache: f.cache, BlockDevice: f.blockDevice}, true
+	return control.FilesEnv{Cache: f.cache, BlockDevice: bd}, true
 }
 
 // start makes the cache on first use. f.mu is held.
@@ -121,15 +140,16 @@ func (f *filesState) close() {
 	}
 }
 
-// job returns the lookup of ev's files, started by its first caller; nil
-// when ev carries no files (its kind, or no exports).
-func (f *filesState) job(ev rmapchain.Event) *filesJob {
-	if ev.Kind != rmapchain.MediaError && ev.Kind != rmapchain.Lost {
+// job returns the lookup of ev's files on the block devices bd says,
+// started by its first caller; nil when ev carries no files (its kind, or
+// no exports).
+func (f *filesState) job(ev rmapchain.Event, bd func(string) (uint32, uint32, bool)) *filesJob {
+	if bd == nil || ev.Kind != rmapchain.MediaError && ev.Kind != rmapchain.Lost {
 		return nil
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closed || f.blockDevice == nil {
+	if f.closed {
 		return nil
 	}
 	f.start()
@@ -145,7 +165,7 @@ func (f *filesState) job(ev rmapchain.Event) *filesJob {
 		}
 		f.order = append([]uint64(nil), f.order[len(f.order)-filesMemo/2:]...)
 	}
-	bd, cache, ctx := f.blockDevice, f.cache, f.ctx
+	cache, ctx := f.cache, f.ctx
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -199,7 +219,7 @@ func followUp(ev rmapchain.Event, res fsfiles.Result) *rmapchain.Event {
 // done, by a goroutine of the stream's own that ends with ctx.
 func (c *conn) followFiles(ctx context.Context, id uint64, ev rmapchain.Event) {
 	f := &c.s.files
-	j := f.job(ev)
+	j := f.job(ev, c.s.blockDeviceFunc())
 	if j == nil {
 		return
 	}
@@ -272,7 +292,7 @@ func init() {
 		if !c.mayChange() {
 			return control.FilesResp{}, c.refuse("files names the files on a device")
 		}
-		env, ok := c.s.files.env()
+		env, ok := c.s.files.env(c.s.blockDeviceFunc())
 		if !ok {
 			return control.FilesResp{}, control.ErrClosed
 		}
