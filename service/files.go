@@ -218,26 +218,37 @@ func followUp(ev rmapchain.Event, res fsfiles.Result) *rmapchain.Event {
 // stream are sent in the order of their events, each when its lookup is
 // done, by a goroutine of the stream's own that ends with ctx.
 func (c *conn) followFiles(ctx context.Context, id uint64, ev rmapchain.Event) {
-	f := &c.s.files
-	j := f.job(ev, c.s.blockDeviceFunc())
-	if j == nil {
+	bd := c.s.blockDeviceFunc()
+	if bd == nil || ev.Kind != rmapchain.MediaError && ev.Kind != rmapchain.Lost {
 		return
 	}
+	f := &c.s.files
 	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
+	f.start()
 	q, ok := f.queues[c]
 	if !ok {
+		// Once per stream: whether its peer may see names (nil: not),
+		// and a goroutine of its own that forgets it when it ends.
 		if c.mayChange() {
 			q = make(chan *filesJob, filesQueueLen)
-			c.s.wg.Add(1)
-			go func() {
-				defer c.s.wg.Done()
-				c.sendFollowUps(ctx, id, q)
-			}()
 		}
-		f.queues[c] = q // nil for a peer that may not see names
+		f.queues[c] = q
+		c.s.wg.Add(1)
+		go func() {
+			defer c.s.wg.Done()
+			c.sendFollowUps(ctx, id, q)
+		}()
 	}
 	f.mu.Unlock()
 	if q == nil {
+		return
+	}
+	j := f.job(ev, bd)
+	if j == nil {
 		return
 	}
 	select {
@@ -247,7 +258,8 @@ func (c *conn) followFiles(ctx context.Context, id uint64, ev rmapchain.Event) {
 	}
 }
 
-// sendFollowUps sends the follow-ups queued for a stream until it ends.
+// sendFollowUps sends the follow-ups queued for a stream until it ends (a
+// nil queue: none, only the end is waited for).
 func (c *conn) sendFollowUps(ctx context.Context, id uint64, q chan *filesJob) {
 	defer func() {
 		c.s.files.mu.Lock()
