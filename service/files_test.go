@@ -35,7 +35,7 @@ type filesStack struct {
 	img string
 }
 
-func newFilesStack(t *testing.T, kind string, sizeMB int) *filesStack {
+func newFilesStack(t testing.TB, kind string, sizeMB int) *filesStack {
 	t.Helper()
 	testenv.NeedRoot(t)
 	d := startDaemon(t, "", service.Config{Group: fmt.Sprint(peerGroup)})
