@@ -57,6 +57,8 @@ type API interface {
 	Badblocks(ctx context.Context, r NameReq) (DeviceRanges, error)
 	Events(ctx context.Context, r EventsReq) (EventsResp, error)
 	Canonical(ctx context.Context, r NamesReq) ([]string, error)
+	// Files: what a device's bad ranges hit on its mounted filesystem.
+	Files(ctx context.Context, r FilesReq) (FilesResp, error)
 
 	// Leaves.
 	Rescan(ctx context.Context) (RescanResp, error)

@@ -64,6 +64,12 @@
 // end of the file. A Lookup is bounded: Options.MaxPieces pieces gathered
 // at most, and the caller's limit on entries, with Truncated said.
 //
+// Above it, control.Files resolves a device to its block device and bad
+// ranges, `daxstack files` prints the answer, and the daemon follows an
+// event of a device with a mounted filesystem with an event of kind files
+// (package service). Package fstest makes the real filesystems of the
+// tests and finds where their files lie with other tools.
+//
 // Errors match ErrNotMounted, ErrUnsupported, ErrClosed, ErrMalformed and
 // the kernel's errno through errors.Is, and carry the device in a
 // *DeviceError. An FS needs root (GETFSMAP, open_by_handle_at, /proc of

@@ -158,6 +158,11 @@ func (lk *lookup) byFsmap(set extent.Set) (extent.Set, error) {
 	si := newSetIndex(set)
 	var known []interval
 	var owned []fsmapHit
+	// The inodes met, counted against the collector's entries: a lookup
+	// that hits every file stops once it has as many as it keeps, and
+	// says it was truncated, rather than read every record of the device.
+	owners := map[uint64]bool{}
+	stopAt, stopped := uint64(0), false
 	dev := encodeDev(fs.major, fs.minor)
 	for _, sp := range spans(set) {
 		err := getfsmap(lk.root, dev, sp.lo*512, sp.hi*512-1, func(r fsmapRecord) bool {
@@ -171,11 +176,23 @@ func (lk *lookup) byFsmap(set extent.Set) (extent.Set, error) {
 				// place files (a comparison run): left to the index.
 				return true
 			}
-			known = append(known, interval{lo, hi})
 			p := si.clip(lo, hi, nil)
 			if len(p) == 0 {
+				known = append(known, interval{lo, hi})
 				return true
 			}
+			if !r.special() && !owners[r.Owner] {
+				if lk.c.keys > 0 && len(lk.c.files)+len(lk.c.meta)+len(lk.c.free)+len(owners) >= lk.c.keys {
+					lk.c.full = true
+				} else {
+					owners[r.Owner] = true
+				}
+			}
+			if lk.c.full {
+				stopAt, stopped = lo, true
+				return false
+			}
+			known = append(known, interval{lo, hi})
 			switch {
 			case !r.special() && r.Physical%512 != 0:
 				// Not on whole sectors: no block-based filesystem reports
@@ -193,6 +210,9 @@ func (lk *lookup) byFsmap(set extent.Set) (extent.Set, error) {
 				}
 				lk.c.metadata(metaKey{kind: kind, detail: detail}, p)
 			}
+			if lk.c.full && !stopped {
+				stopAt, stopped = hi, true
+			}
 			return !lk.c.full && lk.ctx.Err() == nil
 		})
 		if err != nil {
@@ -201,6 +221,14 @@ func (lk *lookup) byFsmap(set extent.Set) (extent.Set, error) {
 		if err := lk.ctx.Err(); err != nil {
 			return extent.Set{}, err
 		}
+		if stopped {
+			break
+		}
+	}
+	if stopped {
+		// What lies past the stop was not looked at: it is left out
+		// (the result says truncated), not called unknown.
+		set = set.Clip(0, stopAt)
 	}
 	if len(owned) > 0 {
 		if err := lk.state(); err != nil {

@@ -108,31 +108,29 @@ func (r Result) Report(max int) Report {
 // A strided range is written start+length*count/stride. A name with a
 // control character (a tab, a newline) or not UTF-8 is quoted. A last line
 // "(truncated)" says entries were left out.
-func (r Result) WriteText(w io.Writer) error {
+func (r Result) WriteText(w io.Writer) error { return r.Report(0).WriteText(w) }
+
+// WriteText writes the report for people, as Result.WriteText does (the
+// report holds all it says: a client of the daemon writes the same text).
+func (rep Report) WriteText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
-	for _, f := range r.Files {
-		names := f.Paths
-		if len(names) == 0 {
-			names = []string{""}
+	for _, f := range rep.Files {
+		name := textName(f.Path)
+		switch {
+		case f.Deleted && len(f.OpenBy) == 0:
+			name = strings.TrimSpace(name + " (deleted, being freed)")
+		case f.Deleted:
+			name = strings.TrimSpace(name + " (deleted, open by " + pidList(f.OpenBy) + ")")
+		case f.Path == "":
+			name = "(no name)"
 		}
-		for _, p := range names {
-			name := textName(p)
-			switch {
-			case f.Deleted && len(f.OpenBy) == 0:
-				name = strings.TrimSpace(textName(p) + " (deleted, being freed)")
-			case f.Deleted:
-				name = strings.TrimSpace(textName(p) + " (deleted, open by " + pidList(f.OpenBy) + ")")
-			case p == "":
-				name = "(no name)"
-			}
-			extra := ""
-			if f.Unwritten {
-				extra = "\tunwritten"
-			}
-			fmt.Fprintf(bw, "file\t%s\tinode %d\tbytes %s%s\n", name, f.Inode, runText(f.Offset, f.Length, f.Stride, f.Count), extra)
+		extra := ""
+		if f.Unwritten {
+			extra = "\tunwritten"
 		}
+		fmt.Fprintf(bw, "file\t%s\tinode %d\tbytes %s%s\n", name, f.Inode, runText(f.Offset, f.Length, deref(f.Stride), deref(f.Count)), extra)
 	}
-	for _, m := range r.Metadata {
+	for _, m := range rep.Metadata {
 		what := string(m.Kind)
 		if m.Path != "" {
 			what += " " + textName(m.Path)
@@ -143,16 +141,22 @@ func (r Result) WriteText(w io.Writer) error {
 		if m.Detail != "" {
 			what += "\t(" + m.Detail + ")"
 		}
-		s := m.Sectors
-		fmt.Fprintf(bw, "metadata\t%s\tsectors %s\n", what, runText(s.Start, s.Len, s.Stride, s.Count))
+		fmt.Fprintf(bw, "metadata\t%s\tsectors %s\n", what, runText(m.Offset, m.Length, deref(m.Stride), deref(m.Count)))
 	}
-	for _, s := range r.Free {
+	for _, s := range rep.Free {
 		fmt.Fprintf(bw, "free\tsectors %s\n", runText(s.Start, s.Len, s.Stride, s.Count))
 	}
-	if r.Truncated {
+	if rep.FilesTruncated {
 		fmt.Fprintln(bw, "(truncated)")
 	}
 	return bw.Flush()
+}
+
+func deref(p *uint64) uint64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 // textName writes a path as it is, or quoted (Go syntax) when it holds a

@@ -51,9 +51,6 @@ func TestFilesOnDaxFS(t *testing.T) {
 	}
 
 	s := newSandbox(t)
-	if !s.hasVerb("files") {
-		t.Skip("daxstack has no 'files' verb yet (issue #13); this test checks it names " + victim + " bytes 8192+4096 once it has")
-	}
 	rows := s.anyReport("files", ns.node())
 	var hit map[string]any
 	for _, r := range rows {

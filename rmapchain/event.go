@@ -2,6 +2,7 @@ package rmapchain
 
 import (
 	"cmp"
+	"encoding/json"
 	"slices"
 	"strings"
 	"time"
@@ -40,6 +41,17 @@ type Event struct {
 	Device string     `json:"device"`
 	Ranges extent.Set `json:"ranges"`
 	Cause  Cause      `json:"cause"`
+
+	// Files, FilesTruncated and Metadata are set only on the follow-up
+	// events of kind "files" that the daemon streams to peers allowed to
+	// administer, after an event of a device with a mounted filesystem
+	// (see package service); they are never logged. Files holds the file
+	// rows the event's ranges hit (package fsfiles's FileRow, bytes of
+	// each file), at most 1000 and then FilesTruncated; Metadata its
+	// metadata rows.
+	Files          json.RawMessage `json:"files,omitempty"`
+	FilesTruncated bool            `json:"files_truncated,omitempty"`
+	Metadata       json.RawMessage `json:"metadata,omitempty"`
 }
 
 // Cause is the change at the source device.

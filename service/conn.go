@@ -220,7 +220,7 @@ func (c *conn) handle(ctx context.Context, req request) response {
 		resp.Result, _ = json.Marshal(control.ClaimResp{Device: cl.Device})
 		return resp
 	}
-	res, err := c.s.call(c.forPeer(ctx, req.Dir), m, req.Params)
+	res, err := c.s.call(context.WithValue(c.forPeer(ctx, req.Dir), connKey{}, c), m, req.Params)
 	if res != nil {
 		var merr error
 		if resp.Result, merr = json.Marshal(res); merr != nil && err == nil {

@@ -49,6 +49,7 @@ type Server struct {
 	gid int // group allowed to change state; -1: none
 
 	recent recentEvents // the latest committed events, for streams that keep up
+	files  filesState   // files behind bad ranges (files.go)
 
 	mu    sync.Mutex
 	wake  chan struct{} // closed and replaced whenever events are committed
@@ -127,6 +128,7 @@ func (s *Server) wakeChan() <-chan struct{} {
 // until ctx ends. It closes the engine when it returns.
 func (s *Server) Serve(ctx context.Context) error {
 	defer s.eng.Close()
+	defer s.files.close()
 	ln, err := s.listen()
 	if err != nil {
 		return err

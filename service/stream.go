@@ -120,6 +120,7 @@ func (c *conn) stream(ctx context.Context, id uint64, sub SubscribeReq) {
 			return false
 		}
 		c.advance(ev.Seq)
+		c.followFiles(ctx, id, ev) // files.go
 		return true
 	}
 	for {

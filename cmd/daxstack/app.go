@@ -69,7 +69,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer, dmsetup bool) *cli.App {
 func commands() []*cli.Command {
 	var out []*cli.Command
 	for _, f := range []func() []*cli.Command{
-		tableCommands, lifecycleCommands, reportCommands, daxCommands, ioCommands, daemonCommands, quickstartCommands, udevCommands, leavesCommands,
+		tableCommands, lifecycleCommands, reportCommands, daxCommands, ioCommands, daemonCommands, quickstartCommands, udevCommands, leavesCommands, filesCommands,
 	} {
 		out = append(out, f()...)
 	}
