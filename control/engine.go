@@ -33,6 +33,8 @@ type Config struct {
 	// chance from (stack.TargetInfo); tests make them repeatable.
 	Clock stack.Clock
 	Seed  *uint64
+	// NBD is what NBD leaves share (see nbdleaves.go).
+	NBD NBDConfig
 }
 
 // Engine runs daxstack commands against one database. It is safe for
@@ -73,6 +75,8 @@ type Engine struct {
 	watchers  map[int]func([]DeviceChange)
 	nextWatch int
 	hooks     Hooks
+
+	nbd nbdState // NBD leaves (nbdleaves.go)
 }
 
 // Open opens the database (creating it unless read-only) and builds the
@@ -93,6 +97,7 @@ func Open(cfg Config) (*Engine, error) {
 	e := &Engine{cfg: cfg, db: db, refs: map[string]*leafRef{}, frozen: map[*stack.Device]bool{},
 		pendLeaves: map[string]bool{}, lc: map[*stack.Device]chan struct{}{}, watchers: map[int]func([]DeviceChange){}}
 	e.opener = &dax.Opener{SysfsRoot: cfg.SysfsRoot, DevRoot: cfg.DevRoot, OnPoison: e.onPoison}
+	e.initNBD()
 	e.pool = stack.NewPool(e.openLeaf)
 	e.pool.SetNoWait(!cfg.Daemon)
 	e.pool.SetTargetEnv(cfg.Clock, seeded(cfg.Seed))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/daxstack/daxstack/dax"
 	"github.com/daxstack/daxstack/extent"
+	"github.com/daxstack/daxstack/nbdleaf"
 	"github.com/daxstack/daxstack/rmapchain"
 	"github.com/daxstack/daxstack/stack"
 	"github.com/daxstack/daxstack/store"
@@ -47,6 +48,9 @@ func (e *Engine) rescan() (RescanResp, error) {
 		slices.Sort(ids)
 		for _, id := range ids {
 			rec := e.recs[id]
+			if rec.Kind == nbdleaf.Kind {
+				continue // an NBD leaf reports its losses and returns itself (onNBDLost)
+			}
 			back := e.probe(rec)
 			present := back != nil
 			cur := e.daxLeafByID(id)

@@ -105,8 +105,10 @@ func (e *Engine) devRef(c *stack.Dev) DevRef {
 	r := DevRef{Name: c.Name(), Ref: c.Leaf().Ref()}
 	if l := e.daxLeaf(c); l != nil {
 		r.Lost = l.Lost()
-		if id := l.Identity(); id.Kind == dax.KindPmem || id.Kind == dax.KindBlock {
-			r.Major, r.Minor, r.HasNum = id.Major, id.Minor, true
+		if dl, ok := l.(*dax.Leaf); ok {
+			if id := dl.Identity(); id.Kind == dax.KindPmem || id.Kind == dax.KindBlock {
+				r.Major, r.Minor, r.HasNum = id.Major, id.Minor, true
+			}
 		}
 	}
 	return r

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/daxstack/daxstack/control"
+	"github.com/daxstack/daxstack/nbdleaf"
 	"github.com/daxstack/daxstack/rmapchain"
 	"github.com/daxstack/daxstack/service"
 )
@@ -23,14 +24,24 @@ func daemonCommands() []*cli.Command {
 			&cli.DurationFlag{Name: "rescan", Usage: "period of the safety-net rescan of every leaf", Value: 30 * time.Second},
 			&cli.BoolFlag{Name: "no-uevents", Usage: "do not listen to kernel uevents (rely on rescans)"},
 			&cli.DurationFlag{Name: "ack-timeout", Usage: "how long an orderly removal waits for holders", Value: 10 * time.Second},
+			&cli.DurationFlag{Name: "nbd-poll", Usage: "how often NBD leaves on daxstack servers have their bad ranges read", Value: nbdleaf.DefaultPoll},
+			&cli.DurationFlag{Name: "nbd-grace", Usage: "how long an NBD leaf may be without a connection before it is lost", Value: nbdleaf.DefaultGrace},
+			&cli.StringFlag{Name: "nbd-tls-cert", Usage: "client certificate `FILE` for nbds:// leaves (PEM; with --nbd-tls-key)"},
+			&cli.StringFlag{Name: "nbd-tls-key", Usage: "client key `FILE` for nbds:// leaves (PEM)"},
+			&cli.StringFlag{Name: "nbd-tls-ca", Usage: "CA `FILE` that signed the servers of nbds:// leaves (PEM; default: the system's)"},
 			&cli.IntFlag{Name: "uevent-rcvbuf", Usage: "uevent socket receive buffer in `BYTES` (tests: a tiny one provokes overruns)", Hidden: true},
 		},
 		Action: func(c *cli.Context) error {
 			logger := log.New(c.App.ErrWriter, "", log.LstdFlags)
+			nbdCfg, err := nbdConfig(c)
+			if err != nil {
+				return err
+			}
 			s, err := service.New(service.Config{
 				Engine: control.Config{
 					DB: c.String("db"), LockTimeout: c.Duration("lock-timeout"),
 					SysfsRoot: c.String("sysfs"), DevRoot: c.String("devdir"),
+					NBD: nbdCfg,
 				},
 				Socket:     c.String("socket"),
 				Group:      c.String("group"),
@@ -202,4 +213,18 @@ func (s *streamSource) next(ctx context.Context, since uint64, devices []string,
 			return evs, s.handled, nil
 		}
 	}
+}
+
+// nbdConfig is what the daemon's NBD leaves share, from its --nbd-* flags.
+func nbdConfig(c *cli.Context) (control.NBDConfig, error) {
+	cfg := control.NBDConfig{Poll: c.Duration("nbd-poll"), Grace: c.Duration("nbd-grace")}
+	cert, key, ca := c.String("nbd-tls-cert"), c.String("nbd-tls-key"), c.String("nbd-tls-ca")
+	if cert != "" || key != "" || ca != "" {
+		t, err := nbdleaf.ClientTLS(cert, key, ca)
+		if err != nil {
+			return cfg, usagef("--nbd-tls-*: %v", err)
+		}
+		cfg.TLS = t
+	}
+	return cfg, nil
 }

@@ -1,0 +1,320 @@
+package control
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/daxstack/daxstack/dax"
+	"github.com/daxstack/daxstack/extent"
+	"github.com/daxstack/daxstack/nbdleaf"
+	"github.com/daxstack/daxstack/rmapchain"
+	"github.com/daxstack/daxstack/stack"
+	"github.com/daxstack/daxstack/store"
+)
+
+// NBD leaves: a table may name an export (nbd://HOST[:PORT]/EXPORT,
+// nbd+unix:///EXPORT?socket=PATH, nbds:// for TLS) wherever it may name a
+// leaf path. The engine holds such a leaf as it holds a dax leaf (a
+// leafRef, see engineLeaf) and records it with its identity (the canonical
+// URI, the export's size and description). A recorded leaf is made again
+// without dialling (nbdleaf.Opener.Lazy), so that ls, table and info never
+// wait on a server; only the daemon watches it (keeps connections up,
+// polls a daxstack server's bad ranges, hears of losses), an embedded
+// command dials only when it does I/O. Poison changes and losses the leaf
+// reports become records and events as a local leaf's do.
+
+// NBDConfig is what every NBD leaf of an engine shares (nbdleaf.Opener).
+type NBDConfig struct {
+	TLS   *tls.Config   // for nbds:// (nbdleaf.ClientTLS); nil refuses nbds://
+	Poll  time.Duration // daxstack:badblocks polling period (0: nbdleaf.DefaultPoll)
+	Grace time.Duration // without a connection this long a leaf is lost (0: nbdleaf.DefaultGrace)
+	Conns int           // connections per leaf (0: nbdleaf.DefaultConns)
+}
+
+// engineLeaf is what the engine asks of a leaf it holds: *dax.Leaf and
+// *nbdleaf.Leaf both are one. Identities differ by kind and are read
+// through identityJSON and sameIdentity.
+type engineLeaf interface {
+	stack.Leaf
+	Path() string
+	Kind() string
+	Sync() error
+	Close() error
+	BadBlocks() extent.Set
+	Lost() bool
+	SetLost(bool)
+	PoisonSource() string
+	SetPoison(extent.Set)
+	Inject(extent.Set) error
+	Clear(extent.Set) error
+}
+
+var (
+	_ engineLeaf = (*dax.Leaf)(nil)
+	_ engineLeaf = (*nbdleaf.Leaf)(nil)
+)
+
+// leafSlot holds the leaf behind a leafRef, swapped atomically when a lost
+// leaf comes back.
+type leafSlot struct{ p atomic.Pointer[leafBox] }
+
+type leafBox struct{ l engineLeaf }
+
+func (s *leafSlot) Load() engineLeaf {
+	if b := s.p.Load(); b != nil {
+		return b.l
+	}
+	return nil
+}
+
+func (s *leafSlot) Store(l engineLeaf) { s.p.Store(&leafBox{l}) }
+
+func (s *leafSlot) Swap(l engineLeaf) engineLeaf {
+	if b := s.p.Swap(&leafBox{l}); b != nil {
+		return b.l
+	}
+	return nil
+}
+
+// identityJSON is a leaf's identity as the store keeps it.
+func identityJSON(l engineLeaf) ([]byte, error) {
+	switch l := l.(type) {
+	case *dax.Leaf:
+		return json.Marshal(l.Identity())
+	case *nbdleaf.Leaf:
+		return json.Marshal(l.Identity())
+	}
+	return nil, fmt.Errorf("%w: leaf %s of unknown type %T", ErrInternal, l.Ref(), l)
+}
+
+// sameIdentity reports whether leaf l is the one a stored identity names.
+func sameIdentity(stored []byte, l engineLeaf) bool {
+	switch l := l.(type) {
+	case *dax.Leaf:
+		var id dax.Identity
+		if err := json.Unmarshal(stored, &id); err != nil {
+			return false
+		}
+		return id.Same(l.Identity())
+	case *nbdleaf.Leaf:
+		id, err := nbdleaf.ParseIdentity(stored)
+		return err == nil && id.Same(l.Identity())
+	}
+	return false
+}
+
+// nbdState is the engine's part for NBD leaves.
+type nbdState struct {
+	opener *nbdleaf.Opener
+	// peer is the peer the running command acts for (asPeer), read by
+	// the leaf opener; guarded by the engine lock.
+	peer *nbdleaf.Cred
+
+	mu   sync.Mutex
+	lost map[string]bool // losses (true) and returns (false) not yet committed, by leaf ID
+}
+
+// initNBD makes the engine's NBD opener.
+func (e *Engine) initNBD() {
+	c := e.cfg.NBD
+	e.nbd.lost = map[string]bool{}
+	e.nbd.opener = &nbdleaf.Opener{TLSConfig: c.TLS, Poll: c.Poll, Grace: c.Grace, Conns: c.Conns,
+		OnPoison: e.onNBDPoison, OnLost: e.onNBDLost}
+}
+
+type peerKey struct{}
+
+// WithPeer returns a context that says which peer a command is run for:
+// the daemon's server gives every command of a connection the credentials
+// of the process at its other end. A command that names an NBD leaf uses
+// them for the access rule (nbdleaf.CheckAccess: a peer that is not root
+// may only name a unix socket it could connect to itself), and the leaf
+// then dials as that peer.
+func WithPeer(ctx context.Context, c nbdleaf.Cred) context.Context {
+	return context.WithValue(ctx, peerKey{}, c)
+}
+
+// PeerFrom returns the peer WithPeer put in ctx.
+func PeerFrom(ctx context.Context) (nbdleaf.Cred, bool) {
+	c, ok := ctx.Value(peerKey{}).(nbdleaf.Cred)
+	return c, ok
+}
+
+// asPeer returns fn made to run for the peer ctx names: leaves it opens
+// are checked and dialled with the peer's credentials. The result runs
+// under the engine lock (in run).
+func (e *Engine) asPeer(ctx context.Context, fn func() error) func() error {
+	return func() error {
+		if c, ok := PeerFrom(ctx); ok {
+			e.nbd.peer = &c
+			defer func() { e.nbd.peer = nil }()
+		}
+		return fn()
+	}
+}
+
+// ErrNoPeer: the daemon was asked to dial a new NBD leaf by a command that
+// does not say for whom.
+var ErrNoPeer = fmt.Errorf("%w: an NBD leaf is first named in a table (create or load)", syscall.EACCES)
+
+// openNBDLeaf is openLeaf for an NBD reference. While stored tables are
+// restored, the leaf is made from its record without dialling (and is a
+// lost placeholder if the record cannot be read); a table typed now dials
+// the export for its size, after the access check for the peer.
+func (e *Engine) openNBDLeaf(ref string) (stack.Leaf, error) {
+	canon, err := nbdleaf.Canonical(ref)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", stack.ErrInvalid, err)
+	}
+	id := nbdleaf.IDPrefix + canon
+	peer := e.nbd.peer
+	if peer != nil && peer.UID != 0 {
+		if err := nbdleaf.CheckAccess(canon, *peer); err != nil {
+			return nil, err
+		}
+	}
+	if r := e.leafRefByID(id); r != nil {
+		return r, nil
+	}
+	rec, hasRec := e.recs[id]
+	if e.restore {
+		if !hasRec {
+			return nil, fmt.Errorf("%w: NBD leaf %s has no record", store.ErrCorrupt, canon)
+		}
+		l, err := e.lazyNBD(rec)
+		if err != nil {
+			return e.adopt(e.placeholder(rec)), nil
+		}
+		return e.adopt(l), nil
+	}
+	if peer == nil && e.cfg.Daemon {
+		return nil, fmt.Errorf("%s: %w", canon, ErrNoPeer)
+	}
+	var as *nbdleaf.Cred
+	if peer != nil && peer.UID != 0 {
+		as = peer
+	}
+	l, err := e.nbd.opener.Open(context.Background(), canon, as)
+	if err != nil {
+		return nil, err
+	}
+	e.givePoison(l)
+	e.noteLeaf(l)
+	if e.cfg.Daemon {
+		l.Watch()
+	}
+	return e.adopt(l), nil
+}
+
+// lazyNBD makes the leaf of a record without dialling, with its saved
+// poison and, if it was recorded lost, lost until its export answers.
+func (e *Engine) lazyNBD(rec store.LeafRecord) (*nbdleaf.Leaf, error) {
+	ident, err := nbdleaf.ParseIdentity(rec.Identity)
+	if err != nil {
+		return nil, err
+	}
+	l, err := e.nbd.opener.Lazy(ident, nil)
+	if err != nil {
+		return nil, err
+	}
+	if p, ok := e.poison[rec.ID]; ok {
+		l.SetPoison(p) // the last list known; a daxstack server's next poll corrects it
+	}
+	if rec.Lost {
+		l.AssumeLost()
+	}
+	if e.cfg.Daemon {
+		l.Watch()
+	}
+	return l, nil
+}
+
+// onNBDPoison hears a change of an NBD leaf's poison list: from I/O (the
+// handle commits after it) or from a poll of a daxstack server, which
+// nothing else commits.
+func (e *Engine) onNBDPoison(l *nbdleaf.Leaf, _, _ extent.Set) {
+	e.pendMu.Lock()
+	e.pendLeaves[l.ID()] = true
+	e.pendMu.Unlock()
+	e.kickNBD()
+}
+
+// onNBDLost hears an NBD leaf become lost or come back. Only the daemon
+// records it (as only the daemon records local leaves' losses).
+func (e *Engine) onNBDLost(l *nbdleaf.Leaf, lost bool, _ error) {
+	if !e.cfg.Daemon {
+		return
+	}
+	e.nbd.mu.Lock()
+	e.nbd.lost[l.ID()] = lost
+	e.nbd.mu.Unlock()
+	e.kickNBD()
+}
+
+// kickNBD commits what a leaf's goroutine queued, in the background: the
+// callbacks are called without any lock of the engine held, and may be
+// called from I/O that a command waits on.
+func (e *Engine) kickNBD() {
+	go func() {
+		e.nbd.mu.Lock()
+		lost := len(e.nbd.lost) > 0
+		e.nbd.mu.Unlock()
+		if !lost && !e.pending() {
+			return
+		}
+		e.locked(func() error { return e.mutate(func() error { return nil }) })
+	}()
+}
+
+// takeNBDLost moves the queued losses and returns of NBD leaves into the
+// running command: their records, and Lost or Restored events over the
+// whole leaf but its poison, as a rescan makes for a local leaf.
+func (e *Engine) takeNBDLost() {
+	e.nbd.mu.Lock()
+	queued := e.nbd.lost
+	e.nbd.lost = map[string]bool{}
+	e.nbd.mu.Unlock()
+	if len(queued) == 0 {
+		return
+	}
+	e.onUndo(func() {
+		e.nbd.mu.Lock()
+		defer e.nbd.mu.Unlock()
+		for id, v := range queued {
+			if _, newer := e.nbd.lost[id]; !newer {
+				e.nbd.lost[id] = v
+			}
+		}
+	})
+	g := e.pool.Graph()
+	now := e.cfg.Now()
+	ids := make([]string, 0, len(queued))
+	for id := range queued {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		lost := queued[id]
+		rec, ok := e.recs[id]
+		l := e.daxLeafByID(id)
+		if !ok || rec.Lost == lost || l == nil || l.Lost() != lost {
+			continue // nothing to record, or it changed again since (queued anew)
+		}
+		kind := rmapchain.Restored
+		if lost {
+			kind = rmapchain.Lost
+		}
+		if dev, inGraph := e.pool.Leaf(id); inGraph {
+			e.op.events = append(e.op.events, rmapchain.Translate(g, kind, dev, e.wholeLeaf(rec), now)...)
+		}
+		rec.Lost, rec.LostSince = lost, now
+		e.putLeafRecord(rec)
+	}
+}
