@@ -55,6 +55,7 @@ type Engine struct {
 	frozen  map[*stack.Device]bool        // filesystems frozen by a suspend (see Hooks)
 	restore bool                          // loading stored tables (see openLeaf)
 	op      *opState                      // the command running now
+	actor   *actor                        // who the command running now runs for (peer.go)
 	closed  bool
 	onClose func() // after Close (a throw-away engine removes its directory)
 
@@ -97,11 +98,11 @@ func Open(cfg Config) (*Engine, error) {
 	e := &Engine{cfg: cfg, db: db, refs: map[string]*leafRef{}, frozen: map[*stack.Device]bool{},
 		pendLeaves: map[string]bool{}, lc: map[*stack.Device]chan struct{}{}, watchers: map[int]func([]DeviceChange){}}
 	e.opener = &dax.Opener{SysfsRoot: cfg.SysfsRoot, DevRoot: cfg.DevRoot, OnPoison: e.onPoison}
-	e.initNBD()
 	e.pool = stack.NewPool(e.openLeaf)
 	e.pool.SetNoWait(!cfg.Daemon)
 	e.pool.SetTargetEnv(cfg.Clock, seeded(cfg.Seed))
 	e.pool.OnTargetChange(e.onTargetChange)
+	e.initNBD()
 	if err := e.load(); err != nil {
 		e.pool.Close()
 		db.Close()

@@ -111,7 +111,7 @@ func (e *Engine) lookup(op, name string) (*stack.Device, error) {
 
 // Create creates a device and, with a table, makes it live.
 func (e *Engine) Create(ctx context.Context, r CreateReq) error {
-	return e.command(ctx, func() error { return e.run(e.asPeer(ctx, func() error { return e.createOne(r) })) })
+	return e.command(ctx, func() error { return e.runFor(ctx, func() error { return e.createOne(r) }) })
 }
 
 func (e *Engine) createOne(r CreateReq) error {
@@ -146,7 +146,7 @@ func (e *Engine) CreateConcise(ctx context.Context, r ConciseReq) error {
 		return opErr("", "", nil, err)
 	}
 	return e.command(ctx, func() error {
-		return e.run(e.asPeer(ctx, func() error {
+		return e.runFor(ctx, func() error {
 			for _, c := range devs {
 				text := strings.Join(c.Lines, "\n")
 				if err := e.createOne(CreateReq{Name: c.Name, UUID: c.UUID, Table: &text, ReadOnly: c.ReadOnly}); err != nil {
@@ -154,7 +154,7 @@ func (e *Engine) CreateConcise(ctx context.Context, r ConciseReq) error {
 				}
 			}
 			return nil
-		}))
+		})
 	})
 }
 
@@ -162,7 +162,7 @@ func (e *Engine) CreateConcise(ctx context.Context, r ConciseReq) error {
 // their state starts fresh.
 func (e *Engine) Load(ctx context.Context, r LoadReq) error {
 	return e.command(ctx, func() error {
-		return e.run(e.asPeer(ctx, func() error {
+		return e.runFor(ctx, func() error {
 			d, err := e.device(r.Name)
 			if err != nil {
 				return opErr("reload", r.Name, nil, err)
@@ -177,7 +177,7 @@ func (e *Engine) Load(ctx context.Context, r LoadReq) error {
 			e.touchDevice(d)
 			e.forgetErrorRanges(d)
 			return nil
-		}))
+		})
 	})
 }
 

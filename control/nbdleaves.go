@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/daxstack/daxstack/dax"
@@ -113,12 +112,8 @@ func sameIdentity(stored []byte, l engineLeaf) bool {
 // nbdState is the engine's part for NBD leaves.
 type nbdState struct {
 	opener *nbdleaf.Opener
-	// peer is the peer the running command acts for (asPeer), read by
-	// the leaf opener; guarded by the engine lock.
-	peer *nbdleaf.Cred
-
-	mu   sync.Mutex
-	lost map[string]bool // losses (true) and returns (false) not yet committed, by leaf ID
+	mu     sync.Mutex
+	lost   map[string]bool // losses (true) and returns (false) not yet committed, by leaf ID
 }
 
 // initNBD makes the engine's NBD opener.
@@ -129,56 +124,25 @@ func (e *Engine) initNBD() {
 		OnPoison: e.onNBDPoison, OnLost: e.onNBDLost}
 }
 
-type peerKey struct{}
-
-// WithPeer returns a context that says which peer a command is run for:
-// the daemon's server gives every command of a connection the credentials
-// of the process at its other end. A command that names an NBD leaf uses
-// them for the access rule (nbdleaf.CheckAccess: a peer that is not root
-// may only name a unix socket it could connect to itself), and the leaf
-// then dials as that peer.
-func WithPeer(ctx context.Context, c nbdleaf.Cred) context.Context {
-	return context.WithValue(ctx, peerKey{}, c)
-}
-
-// PeerFrom returns the peer WithPeer put in ctx.
-func PeerFrom(ctx context.Context) (nbdleaf.Cred, bool) {
-	c, ok := ctx.Value(peerKey{}).(nbdleaf.Cred)
-	return c, ok
-}
-
-// asPeer returns fn made to run for the peer ctx names: leaves it opens
-// are checked and dialled with the peer's credentials. The result runs
-// under the engine lock (in run).
-func (e *Engine) asPeer(ctx context.Context, fn func() error) func() error {
-	return func() error {
-		if c, ok := PeerFrom(ctx); ok {
-			e.nbd.peer = &c
-			defer func() { e.nbd.peer = nil }()
-		}
-		return fn()
-	}
-}
-
-// ErrNoPeer: the daemon was asked to dial a new NBD leaf by a command that
-// does not say for whom.
-var ErrNoPeer = fmt.Errorf("%w: an NBD leaf is first named in a table (create or load)", syscall.EACCES)
-
 // openNBDLeaf is openLeaf for an NBD reference. While stored tables are
 // restored, the leaf is made from its record without dialling (and is a
 // lost placeholder if the record cannot be read); a table typed now dials
-// the export for its size, after the access check for the peer.
+// the export for its size, after the access check for the peer the
+// command runs for (nbdleaf.CheckAccess), and dials as that peer from then
+// on. A command run for no peer is this process's own: no check.
 func (e *Engine) openNBDLeaf(ref string) (stack.Leaf, error) {
 	canon, err := nbdleaf.Canonical(ref)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", stack.ErrInvalid, err)
 	}
 	id := nbdleaf.IDPrefix + canon
-	peer := e.nbd.peer
-	if peer != nil && peer.UID != 0 {
-		if err := nbdleaf.CheckAccess(canon, *peer); err != nil {
+	var as *nbdleaf.Cred
+	if a := e.actor; a != nil && a.Cred.UID != 0 {
+		if err := nbdleaf.CheckAccess(canon, a.Cred); err != nil {
 			return nil, err
 		}
+		c := a.Cred
+		as = &c
 	}
 	if r := e.leafRefByID(id); r != nil {
 		return r, nil
@@ -193,13 +157,6 @@ func (e *Engine) openNBDLeaf(ref string) (stack.Leaf, error) {
 			return e.adopt(e.placeholder(rec)), nil
 		}
 		return e.adopt(l), nil
-	}
-	if peer == nil && e.cfg.Daemon {
-		return nil, fmt.Errorf("%s: %w", canon, ErrNoPeer)
-	}
-	var as *nbdleaf.Cred
-	if peer != nil && peer.UID != 0 {
-		as = peer
 	}
 	l, err := e.nbd.opener.Open(context.Background(), canon, as)
 	if err != nil {

@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/daxstack/daxstack/control"
-	"github.com/daxstack/daxstack/nbdleaf"
 	"github.com/daxstack/daxstack/stack"
 )
 
@@ -52,9 +51,6 @@ func (s *Server) serveConn(ctx context.Context, uc *net.UnixConn) {
 		return
 	}
 	c.cred = cred
-	if pc, err := nbdleaf.PeerCred(uc); err == nil {
-		ctx = control.WithPeer(ctx, pc) // NBD leaves are checked and dialled as the peer
-	}
 	s.mu.Lock()
 	s.conns[c] = true
 	s.mu.Unlock()
