@@ -434,3 +434,60 @@ func newFarServer(t *testing.T) *farServer {
 		clear:  func(sector, count int64) { mem.Bad.Clear(sector*512, count*512) },
 	}
 }
+
+// TestRemoteRestart: with the daemon stopped and the server away, ls,
+// table and info (embedded) never connect to the server's socket; a
+// daemon started then watches the leaf: lost past the grace period,
+// restored when the server is back, with the data as it was.
+func TestRemoteRestart(t *testing.T) {
+	const grace = time.Second
+	s, d := remoteSandbox(t, grace)
+	img := s.file("a.img", 1<<20)
+	srv := startNBDProc(t, "nbdkit", s.path("a.sock"), 0, "-U", s.path("a.sock"), "file", "file="+img)
+	s.run("create", "top", "--table", "0 2048 linear "+srv.uri()+" 0")
+	data := bytes.Repeat([]byte("far away"), 64)
+	if r := writeDev(s, "top", 5, data); r.code != 0 {
+		t.Fatalf("write: %s", r.err)
+	}
+	d.stop()
+	srv.kill()
+
+	counter, err := net.Listen("unix", s.path("a.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan int)
+	go func() {
+		n := 0
+		for {
+			c, err := counter.Accept()
+			if err != nil {
+				accepted <- n
+				return
+			}
+			n++
+			c.Close()
+		}
+	}()
+	table := s.run("--no-daemon", "table", "top")
+	s.run("--no-daemon", "info", "top")
+	deps := s.run("--no-daemon", "deps", "-o", "devname", "top")
+	s.run("--no-daemon", "ls")
+	counter.Close()
+	if n := <-accepted; n != 0 {
+		t.Fatalf("embedded ls, table and info connected to the server %d times", n)
+	}
+	os.Remove(s.path("a.sock"))
+	if table != "0 2048 linear "+srv.uri()+" 0\n" || !strings.Contains(deps, srv.uri()) {
+		t.Fatalf("with the server away: table %q, deps %q", table, deps)
+	}
+
+	s.startDaemon("--no-uevents", "--rescan", "1h", "--nbd-grace", grace.String(), "--nbd-poll", "100ms")
+	w := s.watch("--since", "0", "top")
+	w.wait(t, grace+10*time.Second, "lost", func(e event) bool { return e.Kind == "lost" && e.Device == "top" })
+	srv.start()
+	w.wait(t, 10*time.Second, "restored", func(e event) bool { return e.Kind == "restored" && e.Device == "top" })
+	if r := readDev(s, "top", 5, 1); r.code != 0 || r.out != string(data) {
+		t.Fatalf("read after the return: %d %q %s", r.code, r.out, r.err)
+	}
+}
