@@ -112,8 +112,11 @@ func sameIdentity(stored []byte, l engineLeaf) bool {
 // nbdState is the engine's part for NBD leaves.
 type nbdState struct {
 	opener *nbdleaf.Opener
-	mu     sync.Mutex
-	lost   map[string]bool // losses (true) and returns (false) not yet committed, by leaf ID
+
+	mu   sync.Mutex
+	lost map[string]bool // losses (true) and returns (false) not yet committed, by leaf ID
+
+	kicked atomic.Bool // a background commit is on its way (kickNBD)
 }
 
 // initNBD makes the engine's NBD opener.
@@ -217,9 +220,14 @@ func (e *Engine) onNBDLost(l *nbdleaf.Leaf, lost bool, _ error) {
 
 // kickNBD commits what a leaf's goroutine queued, in the background: the
 // callbacks are called without any lock of the engine held, and may be
-// called from I/O that a command waits on.
+// called from I/O that a command waits on. One commit at a time is on its
+// way; what is queued after it starts looking gets one of its own.
 func (e *Engine) kickNBD() {
+	if !e.nbd.kicked.CompareAndSwap(false, true) {
+		return
+	}
 	go func() {
+		e.nbd.kicked.Store(false)
 		e.nbd.mu.Lock()
 		lost := len(e.nbd.lost) > 0
 		e.nbd.mu.Unlock()
