@@ -491,3 +491,31 @@ func TestRemoteRestart(t *testing.T) {
 		t.Fatalf("read after the return: %d %q %s", r.code, r.out, r.err)
 	}
 }
+
+// TestRemoteTLS: nbds+unix:// to an nbdkit that requires TLS and verifies
+// its clients: the daemon's --nbd-tls-* certificate, key and CA make the
+// connection; data written reads back. Without them the URI is refused.
+func TestRemoteTLS(t *testing.T) {
+	requireRoot(t)
+	certs := nbdtest.NewCerts(t, "remote")
+	s := newQuickSandbox(t)
+	sock := s.path("t.sock")
+	startNBDProc(t, "nbdkit", sock, 0, "-U", sock, "--tls=require", "--tls-certificates="+certs.Dir, "--tls-verify-peer", "memory", "size=1M")
+	uri := "nbds+unix:///?socket=" + sock
+
+	d := s.startDaemon("--no-uevents", "--rescan", "1h")
+	if r := s.tryRun("create", "top", "--table", "0 2048 linear "+uri+" 0"); r.code == 0 {
+		t.Fatal("nbds:// without TLS settings was accepted")
+	}
+	d.stop()
+	s.startDaemon("--no-uevents", "--rescan", "1h", "--nbd-tls-cert", filepath.Join(certs.Dir, "client-cert.pem"),
+		"--nbd-tls-key", filepath.Join(certs.Dir, "client-key.pem"), "--nbd-tls-ca", filepath.Join(certs.Dir, "ca-cert.pem"))
+	s.run("create", "top", "--table", "0 2048 linear "+uri+" 0")
+	data := bytes.Repeat([]byte("over tls"), 128)
+	if r := writeDev(s, "top", 3, data); r.code != 0 {
+		t.Fatalf("write: %s", r.err)
+	}
+	if r := readDev(s, "top", 3, 2); r.code != 0 || r.out != string(data) {
+		t.Fatalf("read back: %d %s", r.code, r.err)
+	}
+}
