@@ -397,17 +397,23 @@ func TestRemoteBadblocksCrossDaemons(t *testing.T) {
 	}
 }
 
-// farServer is the far side of TestRemoteBadblocksCrossDaemons.
+// farServer is the far side of TestRemoteBadblocksCrossDaemons: a
+// device "far" of 2048 sectors exported over NBD, whose bad ranges show
+// in daxstack:badblocks.
 type farServer struct {
 	uri           string
 	inject, clear func(sector, count int64)
 }
 
-// newFarServer serves a device that shows its bad ranges in
-// daxstack:badblocks, as daxstack's server does: the nbd package's server,
-// in this process, over an nbdtest device.
+// newFarServer is a second daxstack daemon exporting a device over NBD
+// when this daxstack's serve exports (--nbd-socket); until then, the nbd
+// package's server in this process over an nbdtest device, which shows
+// its bad ranges as daxstack's server does.
 func newFarServer(t *testing.T) *farServer {
 	t.Helper()
+	if out, _ := exec.Command(bin, "serve", "--help").CombinedOutput(); bytes.Contains(out, []byte("--nbd-socket")) {
+		return newFarDaxstack(t)
+	}
 	dir, err := os.MkdirTemp("", "far")
 	if err != nil {
 		t.Fatal(err)
@@ -418,7 +424,7 @@ func newFarServer(t *testing.T) *farServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mem := nbdtest.NewMem(1 << 20)
+	mem := nbdtest.NewMem(2048 * 512)
 	exports := &nbdtest.Dir{}
 	exports.Add("far", mem, nbdtest.Options{Description: "far-device-uuid"})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -432,6 +438,34 @@ func newFarServer(t *testing.T) *farServer {
 		uri:    "nbd+unix:///far?socket=" + sock,
 		inject: func(sector, count int64) { mem.Bad.Add(sector*512, count*512) },
 		clear:  func(sector, count int64) { mem.Bad.Clear(sector*512, count*512) },
+	}
+}
+
+// newFarDaxstack runs the far side as a second `daxstack serve` of its
+// own (database, socket), exporting only NBD.
+func newFarDaxstack(t *testing.T) *farServer {
+	t.Helper()
+	far := newQuickSandbox(t)
+	far.env = append(far.env, "DAXSTACK_NO_EXPORTS=0")
+	sock := far.path("nbd.sock")
+	far.startDaemon("--no-uevents", "--rescan", "1h", "--no-mount", "--no-block", "--mapper-links", "off",
+		"--links", far.path("links"), "--nbd-socket", sock)
+	img := far.file("far.img", 2048*512)
+	far.run("create", "far", "--table", "0 2048 linear "+img+" 0")
+	uri := "nbd+unix:///far?socket=" + sock
+	pollUntil(t, 10*time.Second, "the far device exported", func() bool {
+		c, err := nbd.Dial(context.Background(), uri, nbd.Options{})
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	sec := func(n int64) string { return strconv.FormatInt(n, 10) }
+	return &farServer{
+		uri:    uri,
+		inject: func(sector, count int64) { far.run("inject", "far", sec(sector), sec(count)) },
+		clear:  func(sector, count int64) { far.run("clear-errors", "far", sec(sector), sec(count)) },
 	}
 }
 
