@@ -55,7 +55,7 @@ func BenchmarkNBDStripe(b *testing.B) {
 		}
 		f.Close()
 		sock := filepath.Join(dir, "s"+strconv.Itoa(i))
-		benchNbdkit(b, sock, "file", "file="+img)
+		runNbdkit(b, sock, "file", "file="+img)
 		uris = append(uris, "nbd+unix:///?socket="+sock)
 	}
 	e, err := control.Open(control.Config{DB: filepath.Join(dir, "daxstack.db"), SysfsRoot: filepath.Join(dir, "nosys"), Daemon: true})
@@ -160,9 +160,10 @@ func benchRand(b *testing.B, h control.Handle, size int64, seed uint64) time.Dur
 	return time.Since(start)
 }
 
-// benchNbdkit runs nbdkit on a unix socket until the benchmark ends.
-func benchNbdkit(b *testing.B, sock string, args ...string) {
+// runNbdkit runs nbdkit on a unix socket until the test ends.
+func runNbdkit(b testing.TB, sock string, args ...string) {
 	b.Helper()
+	testenv.NeedCommand(b, "nbdkit")
 	cmd := exec.Command("nbdkit", append([]string{"-f", "-U", sock}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -78,6 +79,46 @@ func (s *leafSlot) Store(l engineLeaf) { s.p.Store(&leafBox{l}) }
 func (s *leafSlot) Swap(l engineLeaf) engineLeaf {
 	if b := s.p.Swap(&leafBox{l}); b != nil {
 		return b.l
+	}
+	return nil
+}
+
+// WriteZeroesAt implements stack.LeafZeroer: an NBD leaf whose server
+// offers NBD_CMD_WRITE_ZEROES is sent it; any other leaf is written zeroes,
+// as the I/O path would without this method.
+func (r *leafRef) WriteZeroesAt(off, n int64) (int64, error) {
+	if l, ok := r.cur().(*nbdleaf.Leaf); ok {
+		err := l.WriteZeroes(off, n)
+		if err == nil {
+			return n, nil
+		}
+		if !errors.Is(err, nbdleaf.ErrUnsupported) {
+			return 0, err
+		}
+	}
+	done := int64(0)
+	for done < n {
+		k := min(n-done, int64(len(zeroes)))
+		m, err := r.WriteAt(zeroes[:k], off+done)
+		done += int64(m)
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// zeroes is what WriteZeroesAt writes from; nothing writes into it.
+var zeroes = make([]byte, 64<<10)
+
+// DiscardAt implements stack.LeafDiscarder: an NBD leaf whose server
+// offers NBD_CMD_TRIM is sent it; for any other leaf a discard is the
+// hint it is without this method, and does nothing.
+func (r *leafRef) DiscardAt(off, n int64) error {
+	if l, ok := r.cur().(*nbdleaf.Leaf); ok {
+		if err := l.Discard(off, n); err != nil && !errors.Is(err, nbdleaf.ErrUnsupported) {
+			return err
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package control_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -300,4 +301,42 @@ func TestNBDLeafAccess(t *testing.T) {
 	ok(t, os.Chmod(s.sock, 0o666))
 	table := "0 8 linear " + s.uri("a") + " 0"
 	ok(t, e.Create(user, control.CreateReq{Name: "x", Table: &table}))
+}
+
+// TestNBDLeafZeroesAndTrim: write-zeroes and discards through a device
+// reach an nbdkit memory export as NBD_CMD_WRITE_ZEROES and NBD_CMD_TRIM
+// (its log filter shows them), and the zeroed range reads as zeroes.
+func TestNBDLeafZeroesAndTrim(t *testing.T) {
+	f := newFixture(t, 0, 0)
+	dir, err := os.MkdirTemp("", "nbdzero")
+	ok(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock, log := filepath.Join(dir, "s"), filepath.Join(dir, "log")
+	runNbdkit(t, sock, "--filter=log", "memory", "size=1M", "logfile="+log)
+	e := f.nbdEngine(true, control.NBDConfig{})
+	table := "0 2048 linear nbd+unix:///?socket=" + sock + " 0"
+	ok(t, e.Create(rootPeer, control.CreateReq{Name: "top", Table: &table}))
+	h, err := e.Open(bg, control.OpenReq{Name: "top", Write: true})
+	ok(t, err)
+	defer h.Close()
+	_, err = h.WriteAt(bytes.Repeat([]byte{1}, 128<<10), 0)
+	ok(t, err)
+	ok(t, h.WriteZeroes(bg, 4096, 64<<10))
+	ok(t, h.Discard(bg, 256<<10, 64<<10))
+	ok(t, h.Flush(bg))
+	got := make([]byte, 128<<10)
+	_, err = h.ReadAt(got, 0)
+	ok(t, err)
+	want := bytes.Repeat([]byte{1}, 128<<10)
+	copy(want[4096:4096+64<<10], make([]byte, 64<<10))
+	if !bytes.Equal(got, want) {
+		t.Fatal("the zeroed range does not read as zeroes around the data")
+	}
+	b, err := os.ReadFile(log)
+	ok(t, err)
+	for _, req := range []string{"Zero id=", "Trim id=", "Flush id="} {
+		if !bytes.Contains(b, []byte(req)) {
+			t.Errorf("nbdkit's log has no %q request:\n%s", req, b)
+		}
+	}
 }
