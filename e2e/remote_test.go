@@ -411,8 +411,11 @@ type farServer struct {
 // its bad ranges as daxstack's server does.
 func newFarServer(t *testing.T) *farServer {
 	t.Helper()
-	if out, _ := exec.Command(bin, "serve", "--help").CombinedOutput(); bytes.Contains(out, []byte("--nbd-socket")) {
-		return newFarDaxstack(t)
+	if serveExportsNBD() {
+		far, img := newFarDaxstack(t)
+		img("far.img", 2048)
+		far.run("create", "far", "--table", "0 2048 linear "+far.path("far.img")+" 0")
+		return farDevice(t, far, "far")
 	}
 	dir, err := os.MkdirTemp("", "far")
 	if err != nil {
@@ -441,18 +444,30 @@ func newFarServer(t *testing.T) *farServer {
 	}
 }
 
-// newFarDaxstack runs the far side as a second `daxstack serve` of its
-// own (database, socket), exporting only NBD.
-func newFarDaxstack(t *testing.T) *farServer {
+// serveExportsNBD reports whether this daxstack's serve exports devices
+// over NBD (--nbd-socket).
+func serveExportsNBD() bool {
+	out, _ := exec.Command(bin, "serve", "--help").CombinedOutput()
+	return bytes.Contains(out, []byte("--nbd-socket"))
+}
+
+// newFarDaxstack runs a second `daxstack serve` of its own (database,
+// socket) exporting only NBD, on far.path("nbd.sock"); img makes a leaf
+// file of so many sectors in its directory.
+func newFarDaxstack(t *testing.T) (far *sandbox, img func(name string, sectors int64)) {
 	t.Helper()
-	far := newQuickSandbox(t)
+	far = newQuickSandbox(t)
 	far.env = append(far.env, "DAXSTACK_NO_EXPORTS=0")
-	sock := far.path("nbd.sock")
 	far.startDaemon("--no-uevents", "--rescan", "1h", "--no-mount", "--no-block", "--mapper-links", "off",
-		"--links", far.path("links"), "--nbd-socket", sock)
-	img := far.file("far.img", 2048*512)
-	far.run("create", "far", "--table", "0 2048 linear "+img+" 0")
-	uri := "nbd+unix:///far?socket=" + sock
+		"--links", far.path("links"), "--nbd-socket", far.path("nbd.sock"))
+	return far, func(name string, sectors int64) { far.file(name, sectors*512) }
+}
+
+// farDevice is device dev of the far daemon as an NBD export, once it
+// answers.
+func farDevice(t *testing.T, far *sandbox, dev string) *farServer {
+	t.Helper()
+	uri := "nbd+unix:///" + dev + "?socket=" + far.path("nbd.sock")
 	pollUntil(t, 10*time.Second, "the far device exported", func() bool {
 		c, err := nbd.Dial(context.Background(), uri, nbd.Options{})
 		if err != nil {
@@ -464,8 +479,8 @@ func newFarDaxstack(t *testing.T) *farServer {
 	sec := func(n int64) string { return strconv.FormatInt(n, 10) }
 	return &farServer{
 		uri:    uri,
-		inject: func(sector, count int64) { far.run("inject", "far", sec(sector), sec(count)) },
-		clear:  func(sector, count int64) { far.run("clear-errors", "far", sec(sector), sec(count)) },
+		inject: func(sector, count int64) { far.run("inject", dev, "--sector", sec(sector), "--count", sec(count)) },
+		clear:  func(sector, count int64) { far.run("clear-errors", dev, "--sector", sec(sector), "--count", sec(count)) },
 	}
 }
 
@@ -551,5 +566,57 @@ func TestRemoteTLS(t *testing.T) {
 	}
 	if r := readDev(s, "top", 3, 2); r.code != 0 || r.out != string(data) {
 		t.Fatalf("read back: %d %s", r.code, r.err)
+	}
+}
+
+// TestRemoteStripeOverDaxstack: a second daxstack daemon exports a stack
+// of its own (a stripe over two files) over NBD; here a stripe goes over
+// that export, an nbdkit memory export and a local file. What is written
+// reads back, and the bytes are in the far daemon's leaf files where the
+// two daemons' maps, one after the other, say.
+func TestRemoteStripeOverDaxstack(t *testing.T) {
+	requireRoot(t)
+	if !serveExportsNBD() {
+		t.Skip("this daxstack's serve does not export over NBD (--nbd-socket)")
+	}
+	s, _ := remoteSandbox(t, 5*time.Second)
+	far, img := newFarDaxstack(t)
+	img("f0.img", 1024)
+	img("f1.img", 1024)
+	far.run("create", "fs", "--table", fmt.Sprintf("0 2048 striped 2 16 %s 0 %s 0", far.path("f0.img"), far.path("f1.img")))
+	fs := farDevice(t, far, "fs")
+	mem := startNBDProc(t, "nbdkit", s.path("m.sock"), 0, "-U", s.path("m.sock"), "memory", "size=1M")
+	local := s.file("local.img", 1<<20)
+	s.run("create", "top", "--table", fmt.Sprintf("0 6144 striped 3 8 %s 0 %s 0 %s 0", fs.uri, mem.uri(), local))
+
+	data := make([]byte, 6144*512)
+	rng := rand.New(rand.NewPCG(16, 2))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	if r := writeDev(s, "top", 0, data); r.code != 0 {
+		t.Fatalf("write top: %s", r.err)
+	}
+	if r := readDev(s, "top", 0, 6144); r.code != 0 || r.out != string(data) {
+		t.Fatalf("read top back: %d %s", r.code, r.err)
+	}
+	checked := 0
+	for _, sector := range []uint64{0, 7, 24, 31, 100, 1000, 4000, 6143} {
+		leaf, at := leafOf(s, "top", sector)
+		if leaf != fs.uri {
+			continue
+		}
+		file, fat := leafOf(far, "fs", at)
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b[fat*512:(fat+1)*512], data[sector*512:(sector+1)*512]) {
+			t.Errorf("sector %d of top: fs %d, %s %d does not hold it", sector, at, file, fat)
+		}
+		checked++
+	}
+	if checked < 3 {
+		t.Fatalf("only %d of the sectors checked fell on the far export", checked)
 	}
 }
