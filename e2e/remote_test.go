@@ -480,7 +480,9 @@ func farDevice(t *testing.T, far *sandbox, dev string) *farServer {
 	return &farServer{
 		uri:    uri,
 		inject: func(sector, count int64) { far.run("inject", dev, "--sector", sec(sector), "--count", sec(count)) },
-		clear:  func(sector, count int64) { far.run("clear-errors", dev, "--sector", sec(sector), "--count", sec(count)) },
+		clear: func(sector, count int64) {
+			far.run("clear-errors", dev, "--sector", sec(sector), "--count", sec(count))
+		},
 	}
 }
 
