@@ -38,6 +38,8 @@ type Config struct {
 	// chance from (stack.TargetInfo); tests make them repeatable.
 	Clock stack.Clock
 	Seed  *uint64
+	// NBD is what NBD leaves share (see nbdleaves.go).
+	NBD NBDConfig
 }
 
 // Engine runs daxstack commands against one database. It is safe for
@@ -79,6 +81,8 @@ type Engine struct {
 	watchers  map[int]func([]DeviceChange)
 	nextWatch int
 	hooks     Hooks
+
+	nbd nbdState // NBD leaves (nbdleaves.go)
 }
 
 // Open opens the database (creating it unless read-only) and builds the
@@ -103,6 +107,7 @@ func Open(cfg Config) (*Engine, error) {
 	e.pool.SetNoWait(!cfg.Daemon)
 	e.pool.SetTargetEnv(cfg.Clock, seeded(cfg.Seed))
 	e.pool.OnTargetChange(e.onTargetChange)
+	e.initNBD()
 	if err := e.load(); err != nil {
 		e.pool.Close()
 		db.Close()

@@ -150,7 +150,7 @@ func (e *Engine) filesPlan(r FilesReq) (filesPlan, error) {
 	p.device, p.known = rmapchain.DevName(dev), true
 	if d != nil {
 		p.mapped = d.Name()
-	} else if l := e.daxLeaf(dev); l != nil {
+	} else if l := e.localLeaf(dev); l != nil {
 		if id := l.Identity(); id.Kind == dax.KindPmem || id.Kind == dax.KindBlock {
 			p.major, p.minor, p.hasBlock = id.Major, id.Minor, true
 		}

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/daxstack/daxstack/dax"
+	"github.com/daxstack/daxstack/nbdleaf"
 )
 
 // LeafInfo is one leaf of the report of leaves (daxstack leaves): what
@@ -24,14 +25,18 @@ func (e *Engine) Leaves(context.Context) ([]LeafInfo, error) {
 	return report(e, func() ([]LeafInfo, error) {
 		out := []LeafInfo{}
 		for _, d := range e.pool.Leaves() {
-			l := e.daxLeaf(d)
-			if l == nil {
+			var in LeafInfo
+			switch l := e.daxLeaf(d).(type) {
+			case *dax.Leaf:
+				if !l.Lost() {
+					l.Recheck()
+				}
+				in = LeafInfo{Report: l.Report(), Devices: []string{}}
+			case *nbdleaf.Leaf:
+				in = LeafInfo{Report: nbdReport(l), Devices: []string{}}
+			default:
 				continue
 			}
-			if !l.Lost() {
-				l.Recheck()
-			}
-			in := LeafInfo{Report: l.Report(), Devices: []string{}}
 			if rec, ok := e.recs[d.Leaf().ID()]; ok {
 				// A lost leaf's stand-in knows only its name: say what was
 				// recorded.

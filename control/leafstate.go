@@ -11,6 +11,7 @@ import (
 
 	"github.com/daxstack/daxstack/dax"
 	"github.com/daxstack/daxstack/extent"
+	"github.com/daxstack/daxstack/nbdleaf"
 	"github.com/daxstack/daxstack/rmapchain"
 	"github.com/daxstack/daxstack/stack"
 	"github.com/daxstack/daxstack/store"
@@ -50,6 +51,9 @@ func (e *Engine) rescan() (RescanResp, error) {
 		slices.Sort(ids)
 		for _, id := range ids {
 			rec := e.recs[id]
+			if rec.Kind == nbdleaf.Kind {
+				continue // an NBD leaf reports its losses and returns itself (onNBDLost)
+			}
 			back := e.probe(rec)
 			present := back != nil
 			cur := e.daxLeafByID(id)
@@ -107,7 +111,7 @@ func (e *Engine) rescan() (RescanResp, error) {
 				rec.Lost, rec.LostSince, rec.Shrunk = true, now, 0
 				e.putLeafRecord(rec)
 			case present && cur != nil && !cur.Lost():
-				if e.recheckSize(&resp, rec, cur, translate) {
+				if dl, ok := cur.(*dax.Leaf); ok && e.recheckSize(&resp, rec, dl, translate) {
 					rec = e.recs[id]
 				}
 				if cur.PoisonSource() != dax.SourceSysfs {
@@ -167,7 +171,7 @@ func (e *Engine) recheckSize(resp *RescanResp, rec store.LeafRecord, l *dax.Leaf
 // fresh engine would. The events are the next rescan's.
 func (e *Engine) recheckSizes(d *stack.Dev) {
 	for _, x := range e.pool.Graph().Descendants(d) {
-		if l := e.daxLeaf(x); l != nil && !l.Lost() {
+		if l := e.localLeaf(x); l != nil && !l.Lost() {
 			l.Recheck()
 		}
 	}

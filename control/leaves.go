@@ -1,18 +1,18 @@
 package control
 
 import (
-	"encoding/json"
-	"sync/atomic"
 	"time"
 
 	"github.com/daxstack/daxstack/dax"
 	"github.com/daxstack/daxstack/extent"
+	"github.com/daxstack/daxstack/nbdleaf"
 	"github.com/daxstack/daxstack/rmapchain"
 	"github.com/daxstack/daxstack/stack"
 	"github.com/daxstack/daxstack/store"
 )
 
-// leafRef is how the pool holds a dax leaf. The pool owns it (it closes
+// leafRef is how the pool holds a leaf (a dax leaf, or an NBD leaf: see
+// engineLeaf). The pool owns it (it closes
 // it when nothing refers to it, see stack's leaves.go); the engine keeps an
 // index of them by ID (e.refs) and may replace the dax leaf behind it when
 // a lost leaf comes back, without the pool, its tables or the I/O in
@@ -20,10 +20,10 @@ import (
 type leafRef struct {
 	e  *Engine
 	id string
-	l  atomic.Pointer[dax.Leaf]
+	l  leafSlot
 }
 
-func (r *leafRef) cur() *dax.Leaf                           { return r.l.Load() }
+func (r *leafRef) cur() engineLeaf                          { return r.l.Load() }
 func (r *leafRef) ID() string                               { return r.id }
 func (r *leafRef) Ref() string                              { return r.cur().Ref() }
 func (r *leafRef) Name() string                             { return r.cur().Name() }
@@ -32,8 +32,13 @@ func (r *leafRef) ReadAt(p []byte, off int64) (int, error)  { return r.cur().Rea
 func (r *leafRef) WriteAt(p []byte, off int64) (int, error) { return r.cur().WriteAt(p, off) }
 func (r *leafRef) BadBlocks() extent.Set                    { return r.cur().BadBlocks() }
 func (r *leafRef) Lost() bool                               { return r.cur().Lost() }
-func (r *leafRef) Truncated() extent.Set                    { return r.cur().Truncated() }
-func (r *leafRef) Sync() error                              { return r.cur().Sync() }
+func (r *leafRef) Truncated() extent.Set {
+	if l, ok := r.cur().(*dax.Leaf); ok {
+		return l.Truncated()
+	}
+	return extent.Set{} // an NBD leaf's size is the export's, checked at every connection
+}
+func (r *leafRef) Sync() error { return r.cur().Sync() }
 
 // Close is the pool letting go of the leaf.
 func (r *leafRef) Close() error {
@@ -47,7 +52,7 @@ func (r *leafRef) Close() error {
 
 // swap puts l behind r (a leaf that came back) and closes the one it
 // replaces.
-func (r *leafRef) swap(l *dax.Leaf) {
+func (r *leafRef) swap(l engineLeaf) {
 	if old := r.l.Swap(l); old != nil && old != l {
 		old.Close()
 	}
@@ -62,6 +67,9 @@ func (r *leafRef) swap(l *dax.Leaf) {
 func (e *Engine) openLeaf(ref string) (stack.Leaf, error) {
 	if err := e.refuseExport(ref); err != nil {
 		return nil, err
+	}
+	if nbdleaf.IsRef(ref) {
+		return e.openNBDLeaf(ref)
 	}
 	ref, bind, err := e.peerRef(ref)
 	if err != nil {
@@ -105,7 +113,7 @@ func (e *Engine) openLeaf(ref string) (stack.Leaf, error) {
 }
 
 // givePoison gives a leaf whose poison the store keeps (emulated) its list.
-func (e *Engine) givePoison(l *dax.Leaf) {
+func (e *Engine) givePoison(l engineLeaf) {
 	if l.PoisonSource() == dax.SourceEmulated {
 		if p, ok := e.poison[l.ID()]; ok {
 			l.SetPoison(p)
@@ -114,7 +122,7 @@ func (e *Engine) givePoison(l *dax.Leaf) {
 }
 
 // adopt indexes l as the leaf of its ID and returns its leafRef.
-func (e *Engine) adopt(l *dax.Leaf) *leafRef {
+func (e *Engine) adopt(l engineLeaf) *leafRef {
 	e.refMu.Lock()
 	defer e.refMu.Unlock()
 	if r := e.refs[l.ID()]; r != nil {
@@ -135,16 +143,23 @@ func (e *Engine) leafRefByID(id string) *leafRef {
 	return e.refs[id]
 }
 
-// daxLeafByID returns the dax leaf of the given ID the pool holds, or nil.
-func (e *Engine) daxLeafByID(id string) *dax.Leaf {
+// daxLeafByID returns the leaf of the given ID the pool holds, or nil.
+func (e *Engine) daxLeafByID(id string) engineLeaf {
 	if r := e.leafRefByID(id); r != nil {
 		return r.cur()
 	}
 	return nil
 }
 
-// daxLeaf returns the dax leaf behind a pool leaf.
-func (e *Engine) daxLeaf(d *stack.Dev) *dax.Leaf {
+// localLeaf returns the leaf behind a pool leaf when it is a local one
+// (a file or a device of this machine), nil for an NBD leaf.
+func (e *Engine) localLeaf(d *stack.Dev) *dax.Leaf {
+	l, _ := e.daxLeaf(d).(*dax.Leaf)
+	return l
+}
+
+// daxLeaf returns the leaf (dax or NBD) behind a pool leaf.
+func (e *Engine) daxLeaf(d *stack.Dev) engineLeaf {
 	if d == nil || d.Leaf() == nil {
 		return nil
 	}
@@ -163,19 +178,15 @@ func (e *Engine) recordByRef(ref string) (store.LeafRecord, bool) {
 	return store.LeafRecord{}, false
 }
 
-func (e *Engine) sameIdentity(rec store.LeafRecord, l *dax.Leaf) bool {
+func (e *Engine) sameIdentity(rec store.LeafRecord, l engineLeaf) bool {
 	if len(rec.Identity) == 0 {
 		return true
 	}
-	var id dax.Identity
-	if err := json.Unmarshal(rec.Identity, &id); err != nil {
-		return false
-	}
-	return id.Same(l.Identity())
+	return sameIdentity(rec.Identity, l)
 }
 
 // placeholder returns a lost stand-in for a recorded leaf.
-func (e *Engine) placeholder(rec store.LeafRecord) *dax.Leaf {
+func (e *Engine) placeholder(rec store.LeafRecord) engineLeaf {
 	if l := e.daxLeafByID(rec.ID); l != nil {
 		return l
 	}
@@ -188,7 +199,7 @@ func (e *Engine) placeholder(rec store.LeafRecord) *dax.Leaf {
 
 // noteLeaf records a leaf the store does not know yet (or whose record is
 // stale) so the running command writes it.
-func (e *Engine) noteLeaf(l *dax.Leaf) {
+func (e *Engine) noteLeaf(l engineLeaf) {
 	if e.op == nil {
 		return
 	}
@@ -199,13 +210,13 @@ func (e *Engine) noteLeaf(l *dax.Leaf) {
 	e.op.leaves[l.ID()] = true
 }
 
-func (e *Engine) leafRecord(l *dax.Leaf, now time.Time) store.LeafRecord {
+func (e *Engine) leafRecord(l engineLeaf, now time.Time) store.LeafRecord {
 	r := e.recs[l.ID()]
 	r.ID, r.Ref, r.Path, r.Name, r.Kind = l.ID(), l.Ref(), l.Path(), l.Name(), l.Kind()
 	if sz := l.Size(); sz > 0 || r.Size == 0 {
 		r.Size = sz
 	}
-	if id, err := json.Marshal(l.Identity()); err == nil && !l.Lost() {
+	if id, err := identityJSON(l); err == nil && !l.Lost() {
 		r.Identity = id
 	}
 	if l.Lost() != r.Lost {
@@ -250,6 +261,7 @@ func (e *Engine) takePending() {
 	leaves, targets := e.pendLeaves, e.pendTargets
 	e.pendLeaves, e.pendTargets = map[string]bool{}, nil
 	e.pendMu.Unlock()
+	e.takeNBDLost()
 	if len(leaves) == 0 && len(targets) == 0 {
 		return
 	}

@@ -42,6 +42,7 @@ import (
 
 	"github.com/daxstack/daxstack/dax"
 	"github.com/daxstack/daxstack/internal/peer"
+	"github.com/daxstack/daxstack/nbdleaf"
 	"github.com/daxstack/daxstack/stack"
 )
 
@@ -237,7 +238,10 @@ func (e *Engine) peerUse(dev *stack.Dev, write bool) error {
 	if !ok {
 		return nil // not a leaf this engine opens (a test's)
 	}
-	l := r.cur()
+	if nl, ok := r.cur().(*nbdleaf.Leaf); ok {
+		return nbdleaf.CheckAccess(nl.Ref(), a.Cred)
+	}
+	l := r.cur().(*dax.Leaf)
 	_, bind, err := e.peerRef(l.Ref())
 	if err != nil {
 		return err

@@ -92,7 +92,7 @@ func (e *Engine) deviceInfo(d *stack.Device) DeviceInfo {
 	for _, x := range g.Descendants(d.Dev()) {
 		if l := e.daxLeaf(x); l != nil && l.Lost() {
 			in.Lost = append(in.Lost, l.Ref())
-		} else if l != nil && l.CurrentSize() < l.Size() {
+		} else if l, ok := l.(*dax.Leaf); ok && l.CurrentSize() < l.Size() {
 			in.Shrunk = append(in.Shrunk, l.Ref())
 		}
 	}
@@ -109,8 +109,10 @@ func (e *Engine) devRef(c *stack.Dev) DevRef {
 	r := DevRef{Name: c.Name(), Ref: c.Leaf().Ref()}
 	if l := e.daxLeaf(c); l != nil {
 		r.Lost = l.Lost()
-		if id := l.Identity(); id.Kind == dax.KindPmem || id.Kind == dax.KindBlock {
-			r.Major, r.Minor, r.HasNum = id.Major, id.Minor, true
+		if dl, ok := l.(*dax.Leaf); ok {
+			if id := dl.Identity(); id.Kind == dax.KindPmem || id.Kind == dax.KindBlock {
+				r.Major, r.Minor, r.HasNum = id.Major, id.Minor, true
+			}
 		}
 	}
 	return r

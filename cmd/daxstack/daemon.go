@@ -13,6 +13,7 @@ import (
 	"github.com/daxstack/daxstack/control"
 	"github.com/daxstack/daxstack/export/blockdev"
 	"github.com/daxstack/daxstack/export/serve"
+	"github.com/daxstack/daxstack/nbdleaf"
 	"github.com/daxstack/daxstack/rmapchain"
 	"github.com/daxstack/daxstack/service"
 )
@@ -26,6 +27,8 @@ func daemonCommands() []*cli.Command {
 			&cli.DurationFlag{Name: "rescan", Usage: "period of the safety-net rescan of every leaf", Value: 30 * time.Second},
 			&cli.BoolFlag{Name: "no-uevents", Usage: "do not listen to kernel uevents (rely on rescans)"},
 			&cli.DurationFlag{Name: "ack-timeout", Usage: "how long an orderly removal waits for holders", Value: 10 * time.Second},
+			&cli.DurationFlag{Name: "nbd-poll", Usage: "how often NBD leaves on daxstack servers have their bad ranges read", Value: nbdleaf.DefaultPoll},
+			&cli.DurationFlag{Name: "nbd-grace", Usage: "how long an NBD leaf may be without a connection before it is lost", Value: nbdleaf.DefaultGrace},
 			&cli.IntFlag{Name: "uevent-rcvbuf", Usage: "uevent socket receive buffer in `BYTES` (tests: a tiny one provokes overruns)", Hidden: true},
 			&cli.BoolFlag{Name: "no-hold", Usage: "check block-device leaves but do not hold them with O_EXCL (tests of surprise removal)", Hidden: true},
 		}, exportFlags()...),
@@ -35,11 +38,16 @@ func daemonCommands() []*cli.Command {
 			if err != nil {
 				return err
 			}
+			nbdCfg, err := nbdConfig(c)
+			if err != nil {
+				return err
+			}
 			s, err := service.New(service.Config{
 				Engine: control.Config{
 					DB: c.String("db"), LockTimeout: c.Duration("lock-timeout"),
 					SysfsRoot: c.String("sysfs"), DevRoot: c.String("devdir"),
 					NoHold: c.Bool("no-hold"),
+					NBD:    nbdCfg,
 				},
 				Socket:     c.String("socket"),
 				Group:      c.String("group"),
@@ -114,9 +122,9 @@ func exportFlags() []cli.Flag {
 		&cli.StringFlag{Name: "nbd-socket", Usage: "`PATH` of the NBD unix socket", Value: serve.DefaultNBDSocket},
 		&cli.BoolFlag{Name: "no-nbd", Usage: "no NBD server"},
 		&cli.StringFlag{Name: "nbd-listen", Usage: "also serve NBD on TCP `ADDR` (needs --nbd-tls-* or --nbd-insecure)"},
-		&cli.StringFlag{Name: "nbd-tls-cert", Usage: "server certificate `FILE` (PEM) for NBD over TCP"},
-		&cli.StringFlag{Name: "nbd-tls-key", Usage: "server key `FILE` (PEM) for NBD over TCP"},
-		&cli.StringFlag{Name: "nbd-tls-ca", Usage: "CA `FILE` (PEM) client certificates must be signed by"},
+		&cli.StringFlag{Name: "nbd-tls-cert", Usage: "certificate `FILE` (PEM): the server's for NBD over TCP, and the client's for nbds:// leaves"},
+		&cli.StringFlag{Name: "nbd-tls-key", Usage: "key `FILE` (PEM) of --nbd-tls-cert"},
+		&cli.StringFlag{Name: "nbd-tls-ca", Usage: "CA `FILE` (PEM) that signed the clients of NBD over TCP and the servers of nbds:// leaves"},
 		&cli.BoolFlag{Name: "nbd-insecure", Usage: "NBD over TCP without TLS: trusts the network with every device"},
 		&cli.BoolFlag{Name: "no-exports", Usage: "export nothing (no device files, block devices or NBD)", EnvVars: []string{"DAXSTACK_NO_EXPORTS"}},
 	}
@@ -271,4 +279,18 @@ func (s *streamSource) next(ctx context.Context, since uint64, devices []string,
 			return evs, s.handled, nil
 		}
 	}
+}
+
+// nbdConfig is what the daemon's NBD leaves share, from its --nbd-* flags.
+func nbdConfig(c *cli.Context) (control.NBDConfig, error) {
+	cfg := control.NBDConfig{Poll: c.Duration("nbd-poll"), Grace: c.Duration("nbd-grace")}
+	cert, key, ca := c.String("nbd-tls-cert"), c.String("nbd-tls-key"), c.String("nbd-tls-ca")
+	if cert != "" || key != "" || ca != "" {
+		t, err := nbdleaf.ClientTLS(cert, key, ca)
+		if err != nil {
+			return cfg, usagef("--nbd-tls-*: %v", err)
+		}
+		cfg.TLS = t
+	}
+	return cfg, nil
 }
