@@ -13,8 +13,10 @@ import (
 // recorded at connect, see listen.go), and may do what its right allows:
 //
 //   - reports (list, info, table, status, map, rmap, badblocks, events,
-//     the event stream): anyone who can connect to the socket (it is 0660,
-//     root and --group, unless its owner opens it further);
+//     leaves, the event stream): anyone who can connect to the socket (it
+//     is 0660, root and --group, unless its owner opens it further); the
+//     names of files behind bad ranges (files, and the files follow-ups of
+//     events) only root and the group;
 //   - changing state (every command that creates, loads, removes, claims,
 //     injects...) and reading or writing device data (read and write,
 //     every I/O handle and stream): root, and members of --group (primary

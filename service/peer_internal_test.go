@@ -9,7 +9,11 @@ import (
 // anyone who can connect; a new method must be placed here on purpose.
 func TestRights(t *testing.T) {
 	reports := []string{"version", "targets", "list", "info", "table", "status", "map", "rmap", "badblocks",
-		"events", "canonical", methodSubscribe}
+		"events", "canonical", "leaves", methodSubscribe,
+		// files names files, which only root and the group may see: the
+		// method checks the peer itself (service/files.go, tested there),
+		// because unprivileged watchers still get events without names.
+		"files"}
 	for _, m := range append(methodNames(), methodSubscribe, methodOpen) {
 		r, what := rightOf(m)
 		switch {

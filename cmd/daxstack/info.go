@@ -173,7 +173,7 @@ var (
 		"uuid": 32, "devno": 5, "tables_loaded": 6, "suspended": 9, "readonly": 9,
 		"device_count": 5, "devs_used": 16, "devnos_used": 16,
 	}
-	ownFields = []string{"size", "bad_sectors", "health", "holder"}
+	ownFields = []string{"size", "bad_sectors", "health", "holder", "blkdev"}
 )
 
 // width is the field's minimum width in an aligned report.
