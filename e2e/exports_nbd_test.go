@@ -115,7 +115,7 @@ func TestExportsNBD(t *testing.T) {
 
 	t.Run("fio", func(t *testing.T) {
 		out := sh(t, "fio", "--name=v", "--ioengine=nbd", "--uri="+uri, "--rw=randwrite", "--bs=4k",
-			"--size=16M", "--iodepth=16", "--verify=crc32c", "--do_verify=1", "--output-format=json")
+			"--size=16M", "--iodepth=16", "--verify=crc32c", "--do_verify=1", "--verify_state_save=0", "--output-format=json")
 		var rep struct {
 			Jobs []struct {
 				Error int `json:"error"`

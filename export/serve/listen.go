@@ -20,8 +20,8 @@ func listenUnix(path string, gid int) (*net.UnixListener, error) {
 		return nil, fmt.Errorf("nbd socket %s: another server answers on it: %w", path, ErrInvalid)
 	}
 	os.Remove(path)
-	// Made with no access for others from the start, then opened to the
-	// group.
+	// The mode is set just after the bind; a peer that connects in
+	// between still meets the credential check (mayUse).
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, err
