@@ -158,4 +158,3 @@ func waitHeld(t *testing.T, s *sandbox, dev string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
