@@ -65,6 +65,11 @@ func TestConcurrent(t *testing.T) {
 	if ok, err := c.Mounted(f.major, f.minor); !ok || err != nil {
 		t.Errorf("Cache.Mounted = %v %v", ok, err)
 	}
+	// The cached table follows an unmount.
+	f.umount()
+	if ok, err := c.Mounted(f.major, f.minor); ok || err != nil {
+		t.Errorf("Cache.Mounted after umount = %v %v", ok, err)
+	}
 }
 
 // TestCancel: a cancelled context ends the walk; the FS stays usable.

@@ -175,6 +175,19 @@ func (fs *FS) resolve() (Mount, error) {
 			return m, nil
 		}
 	}
+	if strings.HasPrefix(fs.table.path, "/proc/") {
+		// None listed, or none shows itself: the table kept may be
+		// stale (see mountTable.read).
+		if ms, err = fs.table.read(); err != nil {
+			return Mount{}, &DeviceError{Major: fs.major, Minor: fs.minor, Op: "mountinfo", Err: err}
+		}
+		cands = rankMounts(MountsOf(ms, fs.major, fs.minor))
+		for _, m := range cands {
+			if fs.showsMount(m) {
+				return m, nil
+			}
+		}
+	}
 	if len(cands) > 0 {
 		return Mount{}, &DeviceError{Major: fs.major, Minor: fs.minor, Op: "mount",
 			Err: fmt.Errorf("%w: every mount point of it is covered by another mount", ErrNotMounted)}

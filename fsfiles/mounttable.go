@@ -32,6 +32,13 @@ func (t *mountTable) get() ([]Mount, error) {
 	} else if !t.changed() {
 		return t.mounts, nil
 	}
+	return t.read()
+}
+
+// read reads the table now, whatever poll(2) says: it does not report
+// every change (an unmount has been seen to go unreported), so a caller
+// that finds the table at odds with the system reads it again.
+func (t *mountTable) read() ([]Mount, error) {
 	ms, err := readMountInfo(t.path)
 	if err != nil {
 		return nil, err

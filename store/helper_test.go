@@ -7,6 +7,7 @@ package store_test
 import (
 	"bufio"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -274,6 +275,17 @@ func sampleEvent(i int) rmapchain.Event {
 	}
 }
 
+// sampleFollowUp is an event with the fields only the daemon's follow-ups
+// set (never logged), so that they too are known to be kept if they were.
+func sampleFollowUp(i int) rmapchain.Event {
+	ev := sampleEvent(i)
+	ev.Kind = "files"
+	ev.Files = json.RawMessage(`[{"path":"/mnt/a","inode":12,"offset":0,"length":4096}]`)
+	ev.FilesTruncated = true
+	ev.Metadata = json.RawMessage(`[{"kind":"journal","offset":8,"length":8}]`)
+	return ev
+}
+
 // Record renderings for comparison, field by field and without JSON, so
 // that a field the store drops is noticed. Each checks that it knows all
 // fields of its type.
@@ -320,9 +332,10 @@ func showHolder(t testing.TB, r store.HolderRecord) string {
 }
 
 func showEvent(t testing.TB, e rmapchain.Event) string {
-	checkFields(t, e, 6)
+	checkFields(t, e, 9)
 	checkFields(t, e.Cause, 2)
-	return fmt.Sprintf("%d %s %q %q %s %q %s", e.Seq, ts(e.Time), e.Kind, e.Device, e.Ranges, e.Cause.Device, e.Cause.Ranges)
+	return fmt.Sprintf("%d %s %q %q %s %q %s %s %v %s", e.Seq, ts(e.Time), e.Kind, e.Device, e.Ranges, e.Cause.Device, e.Cause.Ranges,
+		e.Files, e.FilesTruncated, e.Metadata)
 }
 
 // nonZero fails if any field of the struct v is its zero value, so a

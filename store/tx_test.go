@@ -45,7 +45,7 @@ func TestSamplesSetEveryField(t *testing.T) {
 	nonZero(t, sampleDevice("a"))
 	nonZero(t, sampleLeaf("a"))
 	nonZero(t, sampleHolder("a"))
-	nonZero(t, sampleEvent(1))
+	nonZero(t, sampleFollowUp(1))
 	nonZero(t, sampleEvent(1).Cause)
 }
 
@@ -429,6 +429,9 @@ func TestEvents(t *testing.T) {
 	var want []rmapchain.Event
 	for _, n := range batches {
 		in := evs(n)
+		if n > 1 {
+			in[1] = sampleFollowUp(1) // every field kept, the follow-ups' too
+		}
 		update(t, db, func(tx *store.Tx) error {
 			got, err := tx.AppendEvents(in)
 			if err != nil {

@@ -52,5 +52,9 @@ func filesAction(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintf(x.out, "filesystem\t%s\t%s on %d:%d\t(%s)\n", r.Mount, r.FSType, r.Major, r.Minor, r.Method)
+	if r.Ranges.Empty() {
+		fmt.Fprintf(x.out, "(%s has no bad ranges)\n", r.Device)
+		return nil
+	}
 	return r.Report.WriteText(x.out)
 }
