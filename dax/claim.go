@@ -115,7 +115,7 @@ func (o *Opener) claimBlock(l *Leaf, path, sysdir string) error {
 	if c := claims.m[l.rdev]; c != nil {
 		if o.Claim == ClaimHold {
 			c.refs++
-			l.claim = c
+			l.claim, l.hold = c, true
 		}
 		return nil
 	}
@@ -142,7 +142,19 @@ func (o *Opener) claimBlock(l *Leaf, path, sysdir string) error {
 	c := &claim{rdev: l.rdev, fd: fd, refs: 1}
 	claims.m[l.rdev] = c
 	l.claim = c
+	l.hold = true
 	return nil
+}
+
+// reclaim takes a ClaimHold leaf's claim again once it is back (SetLost
+// false), if nobody took the device meanwhile; otherwise it stays
+// unclaimed, as a leaf marked back cannot refuse.
+func (l *Leaf) reclaim() {
+	if l.Claimed() {
+		return
+	}
+	o := Opener{Claim: ClaimHold}
+	o.claimBlock(l, l.path, filepath.Dir(l.sizeFile))
 }
 
 // release drops the leaf's share of its claim; the last share closes the

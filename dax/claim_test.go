@@ -186,3 +186,31 @@ func TestClaimFilesUnaffected(t *testing.T) {
 		t.Error("a file leaf holds a claim")
 	}
 }
+
+// TestClaimLost: a leaf marked lost lets go of its device (losetup -d and
+// ndctl destroy-namespace could not finish while it held it); marked back,
+// it holds it again.
+func TestClaimLost(t *testing.T) {
+	node, _ := ext4Loop(t)
+	l, err := (&dax.Opener{Claim: dax.ClaimHold}).Open(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.SetLost(true)
+	if l.Claimed() {
+		t.Fatal("a lost leaf still holds its claim")
+	}
+	fd, err := unix.Open(node, unix.O_RDONLY|unix.O_EXCL, 0)
+	if err != nil {
+		t.Fatalf("O_EXCL open of a lost leaf's device: %v", err)
+	}
+	unix.Close(fd)
+	l.SetLost(false)
+	if !l.Claimed() {
+		t.Fatal("a leaf back from lost does not hold its claim again")
+	}
+	if _, err := mount(t, node); !errors.Is(err, syscall.EBUSY) {
+		t.Fatalf("mount of a leaf back from lost: %v; want EBUSY", err)
+	}
+}

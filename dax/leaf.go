@@ -58,6 +58,7 @@ type Leaf struct {
 	seqFile            string // sysfs diskseq of a block device
 	diskDir            string // <sysfs>/block/<name>
 	claim              *claim // ClaimHold: the O_EXCL descriptor's share; under claims' lock
+	hold               bool   // opened with ClaimHold: SetLost(false) claims again
 
 	mapMu sync.Mutex // opening, mapping, direct descriptor, Close
 	dfd   int        // O_DIRECT descriptor, or -1
@@ -128,6 +129,8 @@ func (l *Leaf) SetLost(lost bool) {
 	l.lost.Store(lost || l.missing)
 	if lost {
 		l.release()
+	} else if l.hold && !l.missing && !l.closed.Load() {
+		l.reclaim()
 	}
 }
 
