@@ -22,7 +22,6 @@
 #                        status is the run's)
 #   DAXSTACK_REQUIRE_ROOT=1  fail instead of skipping when qemu can't be had
 #                        (CI sets it)
-#   DAXSTACK_GUEST_STRICT=1  fail on the known bugs (guest/bugs_test.go) too
 #
 # What it fetches, with apt-get download (so the host needs apt and dpkg):
 # whatever linux-image-amd64 resolves to today, busybox-static, ndctl and
@@ -241,8 +240,7 @@ CGO_ENABLED=0 go test -c -tags guest -o "$I/guest/guest.test" ./guest
 mkdir -p "$I/testdata/kernel-oracle"
 cp testdata/kernel-oracle/dm-stack.out "$I/testdata/kernel-oracle/"
 printf '%s\n' "$run_filter" > "$I/guest/run"
-# DAXSTACK_GUEST_STRICT=1 makes the known bugs of guest/bugs_test.go fail.
-printf 'DAXSTACK_GUEST_STRICT=%s\n' "${DAXSTACK_GUEST_STRICT:-}" > "$I/guest/env"
+printf '\n' > "$I/guest/env"
 if [ -n "${DAXSTACK_VM_SCRIPT:-}" ]; then
 	cp "$DAXSTACK_VM_SCRIPT" "$I/guest/script.sh"
 fi
@@ -270,7 +268,7 @@ cd /guest
 echo "===DAXSTACK-GUEST-BEGIN kernel $(uname -r), up $(cut -d" " -f1 /proc/uptime)s===" > $out
 run=$(cat /guest/run)
 . /guest/env
-export DAXSTACK_GUEST_STRICT DAXSTACK_REQUIRE_ROOT=1 DAXSTACK_BIN=/bin/daxstack DAXSTACK_ORACLE=/testdata/kernel-oracle/dm-stack.out
+export DAXSTACK_REQUIRE_ROOT=1 DAXSTACK_BIN=/bin/daxstack DAXSTACK_ORACLE=/testdata/kernel-oracle/dm-stack.out
 if [ -f /guest/script.sh ]; then
 	sh /guest/script.sh > $out 2>&1
 else
