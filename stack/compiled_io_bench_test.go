@@ -1,11 +1,12 @@
 package stack_test
 
-// An estimate of I/O through compiled maps before they are wired into the
-// I/O path: a prototype of the fast path the new walker will take (the
-// gate, one load of the published map, one lookup per piece, the leaf's
-// own ReadAt with its checks, the EndIO hooks of the piece once per
-// request) against today's Device.ReadAt and a plain memcpy from the
-// leaves' mappings, on the stack of dax's I/O benchmarks:
+// The estimate of I/O through compiled maps made before they were wired
+// into the I/O path: a prototype of the fast path (the gate, one load of
+// the published map, one lookup per piece, the leaf's own ReadAt with its
+// checks, the EndIO hooks of the piece once per request) against
+// Device.ReadAt (today-*: since the wiring, the real compiled path; dax's
+// I/O benchmarks compare it with the per-level walk) and a plain memcpy
+// from the leaves' mappings, on the stack of dax's I/O benchmarks:
 //
 //	top:     0 2N linear mid 0
 //	mid:     0 2N striped 2 128 bottom0 0 bottom1 0      (64 KiB chunks)

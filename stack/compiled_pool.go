@@ -1,5 +1,7 @@
 package stack
 
+import "os"
+
 // The pool keeps a compiled map (see Compiled) of every mapped device with
 // an active table, in p.maps, and publishes each in its device's cmap when
 // the I/O path may use it, by the rules of CompiledMaps:
@@ -50,25 +52,49 @@ func (p *Pool) running(d *Device) {
 	p.broadcast()
 }
 
-// SetCompiledMaps turns the I/O path's use of compiled maps on (the
-// default) or off. Off, every request walks the stack one level at a time
-// as it did before compiled maps existed; the maps are still kept, so that
-// turning them on again is immediate. It is for benchmarks and tests that
-// compare the two paths, and for ruling the compiled path out.
+// SetCompiledMaps turns compiled maps on (the default) or off. Off, no
+// map is built or kept, and every request walks the stack one level at a
+// time as it did before compiled maps existed; on again, every device's
+// map is built at once. It is for benchmarks and tests that compare the
+// two, and for ruling the compiled path out. A new pool starts with them
+// off when the environment has DAXSTACK_COMPILED_MAPS=off.
 func (p *Pool) SetCompiledMaps(on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.noCompiled == !on {
+		return
+	}
 	p.noCompiled = !on
 	for _, d := range p.byName {
-		if on {
-			if !d.suspended.Load() && p.maps.Publishable(d) {
-				d.cmap.Store(p.maps.Get(d))
-			}
-		} else {
-			d.cmap.Store(nil)
+		d.cmap.Store(nil)
+	}
+	p.maps = NewCompiledMaps()
+	if !on {
+		return
+	}
+	devs := make([]*Device, 0, len(p.byName))
+	for _, d := range p.byName {
+		devs = append(devs, d)
+	}
+	p.maps.Update(devs...)
+	for _, d := range devs {
+		if p.maps.Publishable(d) {
+			d.cmap.Store(p.maps.Get(d))
 		}
 	}
 }
+
+// rebuild rebuilds the maps a table swap of d changed (CompiledMaps.Update),
+// unless compiled maps are off. Called with p.mu held, d suspended.
+func (p *Pool) rebuild(d *Device) {
+	if !p.noCompiled {
+		p.maps.Update(d)
+	}
+}
+
+// compiledOff reports whether the environment turns compiled maps off
+// for new pools (DAXSTACK_COMPILED_MAPS=off).
+func compiledOff() bool { return os.Getenv("DAXSTACK_COMPILED_MAPS") == "off" }
 
 // CompiledMap returns d's published compiled map: the one the I/O path
 // uses now, or nil when it walks d's stack one level at a time (d, or a

@@ -22,15 +22,24 @@
 // size). Errors carry the device, line and target type (see TableError).
 //
 // I/O goes through Device.Do (reads, writes, write-zeroes, discards),
-// Device.Flush, and Device.ReadAt and WriteAt. Each level finds its segment
-// through an implicit B-tree over segment ends, maps, and the bytes are
-// copied straight between the caller's buffer and the leaf. Levels whose
-// targets only place sectors (linear, striped, zero) take the fast path:
-// one lookup per contiguous piece, the mapping remembered, no other call.
-// At a target with run-time behaviour (IOMapper, Delayer, EndIOer) the
-// request goes as the kernel's bios go: one Bio per segment (and per
+// Device.Flush, and Device.ReadAt and WriteAt, and the bytes are copied
+// straight between the caller's buffer and the leaf. Every mapped device
+// has a compiled map (Compiled): its table flattened through every level
+// below it into one sorted list of pieces, built at each table swap of the
+// device or of any device below it, before the swap's resume returns, and
+// published to the I/O path while nothing under it is suspended (see
+// CompiledMaps and compiled_pool.go). A request through a published map
+// makes one lookup per contiguous piece, whatever the number of levels.
+// Without one (a device below is suspended, or SetCompiledMaps turned them
+// off) each level finds its segment through an implicit B-tree over
+// segment ends and maps: levels whose targets only place sectors (linear,
+// striped, zero) take the fast path, one lookup per level per contiguous
+// piece, the mapping remembered, no other call. At a target with run-time
+// behaviour (IOMapper, Delayer, OpMapper, an EndIOer) the request goes as
+// the kernel's bios go, compiled map or not: one Bio per segment (and per
 // MaxIOLen window), then split below. Walks that are not I/O (Trace,
-// MapRange) take the same steps and so agree with it on every sector.
+// MapRange) take the per-level steps and so agree with it on every
+// sector; the compiled maps are tested to agree with them.
 //
 // Table swaps are atomic with respect to I/O: Suspend waits for every
 // request in flight through the device (those held in a delay below it

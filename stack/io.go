@@ -103,9 +103,16 @@ func (p *Pool) submit(ctx context.Context, top *Device, op Op, data []byte, off,
 	for {
 		tok := p.gate.enter()
 		var k uint64
-		k, tok, err = p.section(r, done, tok)
+		if c := top.cmap.Load(); c != nil { // loaded once per section, inside the gate
+			k, tok, err = p.compiledSection(r, c, done, tok)
+		} else {
+			k, tok, err = p.section(r, done, tok)
+		}
 		p.gate.exit(tok)
 		done += k
+		if err == nil {
+			break
+		}
 		s, ok := err.(errSuspended)
 		if !ok {
 			break
@@ -138,14 +145,12 @@ func errRemovedIO(r *request, d *Device) error {
 	return &IOError{Op: r.op.String(), Device: d.Name(), Sector: r.off / SectorSize, Err: ErrRemoved}
 }
 
-// section does as much of r, from byte done, as one gate section can. It
-// returns the gate token to exit with (the request path may have left
-// the gate and come back).
+// section does as much of r, from byte done, as one gate section can,
+// walking level by level (a section whose top has a published compiled
+// map takes compiledSection instead). It returns the gate token to exit
+// with (the request path may have left the gate and come back).
 func (p *Pool) section(r *request, done uint64, tok gateToken) (uint64, gateToken, error) {
 	top := r.top
-	if c := top.cmap.Load(); c != nil {
-		return p.compiledSection(r, c, done, tok)
-	}
 	if top.removed.Load() {
 		return 0, tok, errRemovedIO(r, top)
 	}

@@ -73,9 +73,11 @@ func NewPool(open LeafOpener) *Pool {
 		holders: map[*Dev]string{},
 		refs:    map[*Dev]int{},
 		maps:    NewCompiledMaps(),
-		wake:    make(chan struct{}),
-		clock:   SystemClock{},
-		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+
+		noCompiled: compiledOff(),
+		wake:       make(chan struct{}),
+		clock:      SystemClock{},
+		rnd:        rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 	return p
 }

@@ -170,7 +170,7 @@ func (p *Pool) swap(d *Device) *Table {
 		p.unuse(old)
 	}
 	p.gen++
-	p.maps.Update(d) // before d runs again: see CompiledMaps
+	p.rebuild(d) // before d runs again: see CompiledMaps
 	return old
 }
 
@@ -199,7 +199,7 @@ func (p *Pool) unresume(d *Device, old, nt *Table, wasSuspended bool) {
 		d.inactive = nt
 		p.retain(nt)
 		p.gen++
-		p.maps.Update(d)
+		p.rebuild(d)
 	}
 	p.mu.Unlock()
 	if !wasSuspended {
@@ -262,7 +262,7 @@ func (p *Pool) RemoveContext(ctx context.Context, d *Device) error {
 			p.retain(inact)
 		}
 		p.insert(d)
-		p.maps.Update(d)
+		p.rebuild(d)
 		p.mu.Unlock()
 		if !wasSuspended {
 			p.restart(d)
