@@ -1,11 +1,11 @@
 package control
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 
 	"github.com/daxstack/daxstack/extent"
+	"github.com/daxstack/daxstack/rmapchain"
 	"github.com/daxstack/daxstack/stack"
 )
 
@@ -127,7 +127,7 @@ func (e *Engine) poisonOp(r RangeReq, clear bool) (InjectResp, error) {
 				return opErr("", l.Ref(), nil, fmt.Errorf("%s %s: %w", op, l.Ref(), err))
 			}
 			for x := range set.Extents() {
-				resp.Leaves = append(resp.Leaves, LeafRange{Leaf: cmp.Or(l.Path(), l.Ref()), Sector: x.Start, Count: x.Len})
+				resp.Leaves = append(resp.Leaves, LeafRange{Leaf: rmapchain.LeafName(l), Sector: x.Start, Count: x.Len})
 			}
 		}
 		return nil
