@@ -1,13 +1,13 @@
 package control
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"syscall"
 
 	"github.com/daxstack/daxstack/extent"
+	"github.com/daxstack/daxstack/rmapchain"
 	"github.com/daxstack/daxstack/stack"
 )
 
@@ -136,7 +136,7 @@ func (e *Engine) poisonOp(ctx context.Context, r RangeReq, clear bool) (InjectRe
 				return opErr("", l.Ref(), nil, fmt.Errorf("%s %s: %w", op, l.Ref(), err))
 			}
 			for x := range set.Extents() {
-				resp.Leaves = append(resp.Leaves, LeafRange{Leaf: cmp.Or(l.Path(), l.Ref()), Sector: x.Start, Count: x.Len})
+				resp.Leaves = append(resp.Leaves, LeafRange{Leaf: rmapchain.LeafName(l), Sector: x.Start, Count: x.Len})
 			}
 		}
 		return nil

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // dbState is the database file's bytes ("" when there is none).
@@ -180,7 +182,24 @@ func TestTableInputInterrupted(t *testing.T) {
 			}
 			pr.Close()
 			pw.Write([]byte("0 8 zero\n")) // input begun, never finished
-			time.Sleep(300 * time.Millisecond)
+			// Signal once the command has read what was written: it is
+			// then waiting for more, with its handlers in place (a
+			// signal before the Go runtime has started kills it).
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				n, err := unix.IoctlGetInt(int(pw.Fd()), unix.TIOCINQ) // FIONREAD
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%v did not read its standard input", tc.args)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(50 * time.Millisecond)
 			c.Process.Signal(sig)
 			done := make(chan error, 1)
 			go func() { done <- c.Wait() }()

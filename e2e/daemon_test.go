@@ -425,7 +425,7 @@ func TestDaemonFakeSysfsBadblocks(t *testing.T) {
 	if len(ev.Ranges) != 1 || ev.Ranges[0].Offset != 324 || ev.Ranges[0].Length != 4 || ev.Ranges[0].Count > 1 {
 		t.Fatalf("media-error on top: %+v", ev.Ranges)
 	}
-	if ev.Cause.Device != filepath.Join(dev, "pmem7") || len(ev.Cause.Ranges) != 1 || ev.Cause.Ranges[0].Offset != 300 || ev.Cause.Ranges[0].Length != 4 {
+	if ev.Cause.Device != "/dev/pmem7" || len(ev.Cause.Ranges) != 1 || ev.Cause.Ranges[0].Offset != 300 || ev.Cause.Ranges[0].Length != 4 {
 		t.Fatalf("cause: %+v", ev.Cause)
 	}
 	if out := s.run("badblocks", "s0"); out != "348 4\n" {

@@ -177,6 +177,7 @@ func TestDmsetupLvm2Shapes(t *testing.T) {
 		{[]string{"info", "-c", "-o", "suspended,name", "err"}, "Suspended Name            \nActive    err             \n"},
 		{[]string{"info", "-c", "-o", "tables_loaded", "err"}, "Tables\nLive  \n"},
 		{[]string{"table", "--inactive", "f"}, ""},
+		{[]string{"info", "-c", "-S", "name=nosuch"}, ""},
 		{[]string{"udevcreatecookie"}, ""},
 		{[]string{"udevcomplete", "0x0"}, ""},
 		{[]string{"udevreleasecookie"}, ""},

@@ -61,18 +61,36 @@ type Cause struct {
 }
 
 // DevName names a device in events and reports: a mapped device by name, a
-// leaf by its path (a block device by its node, /dev/pmem0), or by its
-// reference (major:minor) when it has none (a leaf lost before it opened).
+// leaf by LeafName.
 func DevName(d *stack.Dev) string {
 	if md := d.Mapped(); md != nil {
 		return md.Name()
 	}
-	// A block device leaf is named by its path (/dev/pmem0), which tells
-	// a reader more than the device number its tables print.
-	if p, ok := d.Leaf().(interface{ Path() string }); ok && p.Path() != "" {
-		return p.Path()
+	return LeafName(d.Leaf())
+}
+
+// LeafName names a leaf in events and reports: a block device by its node
+// in /dev after its kernel name (/dev/pmem0), which tells a reader more
+// than the major:minor its tables print and stays the same while the
+// device is lost; any other leaf by its reference (its path).
+func LeafName(l interface {
+	Ref() string
+	Name() string
+}) string {
+	ref, name := l.Ref(), l.Name()
+	if isDevno(ref) && name != "" && name != ref && !strings.ContainsAny(name, "/:") {
+		return "/dev/" + name
 	}
-	return d.Leaf().Ref()
+	return ref
+}
+
+// isDevno reports whether s is "major:minor".
+func isDevno(s string) bool {
+	maj, min, ok := strings.Cut(s, ":")
+	digits := func(x string) bool {
+		return x != "" && strings.Trim(x, "0123456789") == ""
+	}
+	return ok && digits(maj) && digits(min)
 }
 
 // Translate returns the events for a change of kind at source covering

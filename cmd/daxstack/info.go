@@ -368,7 +368,7 @@ func printColumns(w io.Writer, fields []reportField, devs []control.DeviceInfo, 
 		}
 		fmt.Fprintln(w, strings.Join(out, sep))
 	}
-	if headings {
+	if headings && len(rows) > 0 { // libdm prints no headings over no rows
 		var h []string
 		for _, f := range fields {
 			h = append(h, f.heading)

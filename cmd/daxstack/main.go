@@ -6,7 +6,9 @@
 // options before or after the device names) plus its own verbs for
 // mapping, reverse mapping, failure injection and the event stream. Each
 // verb parses its arguments, calls the engine (package control) either in
-// this process or through the daemon's socket, and prints. See README.md.
+// this process or through the daemon's socket, and prints. Invoked by the
+// name dmsetup (a link), it is dmsetup: its verbs, options and output only
+// (dmsetup.go). See README.md.
 package main
 
 import (
