@@ -18,17 +18,13 @@ import (
 // other failure. A full run (no -test.run) in which a listed bug never
 // showed up fails too, so that a fix cannot leave its entry behind.
 const (
-	bugFsdaxIdentity   = "fsdax-identity"
-	bugDaemonErrorText = "daemon-error-text"
+	bugFsdaxIdentity = "fsdax-identity"
 )
 
 var knownBugs = map[string]string{
 	bugFsdaxIdentity: "dax takes a fsdax leaf's identity from /sys/block/pmemN/device/uuid, which is the pfn device's " +
 		"UUID (new at every create-namespace), not the namespace's: a fsdax namespace re-created with the same " +
 		"--uuid is never restored",
-	bugDaemonErrorText: "a read that fails through the daemon prints the leaf's error alone (\"read top sector 15: dax: " +
-		"pmem0: media error at sectors 23+1: input/output error\"), not the README's \"top sector 15: " +
-		"Input/output error (dax: ...)\" that the same read prints without the daemon",
 }
 
 var (
