@@ -729,3 +729,24 @@ func BenchmarkBadblocksWriteLatency(b *testing.B) {
 	b.ReportMetric(ms(cli), "ms/cli")
 	b.ReportMetric(float64(mean)/float64(cli), "x-cli")
 }
+
+// TestGrownLeafUsable: a leaf that grew is no shrunk leaf: its new
+// sectors can back a new table, and nothing is degraded.
+func TestGrownLeafUsable(t *testing.T) {
+	s := newQuickSandbox(t)
+	a := s.file("a.img", 1024*512)
+	s.run("create", "s", "--table", "0 1024 linear "+a+" 0")
+	if err := os.Truncate(a, 2048*512); err != nil {
+		t.Fatal(err)
+	}
+	s.run("create", "t", "--table", "0 1024 linear "+a+" 1024")
+	if ls := s.run("ls"); strings.Contains(ls, "degraded") {
+		t.Errorf("ls: %s", ls)
+	}
+	if out := s.run("rescan"); out != "" {
+		t.Errorf("rescan: %q", out)
+	}
+	if r := s.tryRun("read", "t", "--sector", "1023", "--count", "1"); r.code != 0 {
+		t.Errorf("read t 1023: %+v", r)
+	}
+}
