@@ -423,8 +423,12 @@ func TestLoopReattachedElsewhere(t *testing.T) {
 			}
 			var w *watcher
 			if viaDaemon {
-				s.startDaemon("--rescan", "1h")
-				w = s.watch("top")
+				d := s.startDaemon("--rescan", "1h")
+				w = s.watch("--since", "0", "top") // from the log's start: the watcher may subscribe after the detach
+				// The daemon listens before its uevent listener runs: let
+				// it start, or the detach's uevent may come before it.
+				pollUntil(t, 10*time.Second, "the daemon serving", func() bool { return strings.Contains(daemonLogs(d), "serving on") })
+				time.Sleep(300 * time.Millisecond)
 			}
 			old := devnoOf(t, l1)
 			detach(t, l1)
@@ -632,7 +636,7 @@ func TestBadblocksWriteSeenSoon(t *testing.T) {
 	s.env = append(s.env, env...)
 	s.startDaemon()
 	s.run("create", "p", "--table", "0 4096 linear "+node+" 100")
-	w := s.watch("p")
+	w := s.watch("--since", "0", "p")
 	time.Sleep(300 * time.Millisecond) // the file's baseline is read
 	appendLine(t, bb, "150 2")
 	ev := w.wait(t, 10*time.Second, "media-error", func(e event) bool { return e.Kind == "media-error" && e.Device == "p" })
