@@ -40,7 +40,13 @@
 // were recorded, stand in the pool as lost placeholders: the devices above
 // them are degraded, their bad ranges cover everything the lost leaf backs,
 // and nothing is deleted. A leaf that comes back (a rescan) takes its
-// placeholder's place under the same tables.
+// placeholder's place under the same tables; a block device found at
+// another number (a loop device re-attached, by its backing file) keeps
+// the ID it was first recorded under, and the tables that name it are
+// stored again with its new number. A leaf that got smaller under its
+// tables keeps its recorded size: the sectors past its new end are bad
+// sectors of it, translated up and reported by rescans (media errors, and
+// cleared when it grows back), and its users are degraded.
 //
 // Commands run for whoever the context names (WithPeer; the daemon names
 // each client): a peer that is not root may make the engine use only

@@ -268,13 +268,18 @@ func (e *Engine) openAsRecorded(ref string, rec store.LeafRecord, hasRec bool) (
 	} else {
 		k.Identity = dax.Identity{}
 	}
-	if e.restore {
-		k.Size = rec.Size
-	}
 	l, err := e.opener.OpenKnown(ref, k)
 	if errors.Is(err, dax.ErrChanged) && !e.restore {
 		// A table typed now names the device there now.
 		return e.openNew(ref)
+	}
+	if err == nil && e.restore && l.Size() < rec.Size {
+		// Smaller than its tables were checked against: open it again at
+		// its recorded size, the sectors past its end Truncated. (A leaf
+		// that grew has its new size: new tables may use it.)
+		l.Close()
+		k.Size = rec.Size
+		return e.opener.OpenKnown(ref, k)
 	}
 	return l, err
 }

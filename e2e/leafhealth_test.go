@@ -412,8 +412,8 @@ func TestLoopReattachedElsewhere(t *testing.T) {
 		viaDaemon := mode == "daemon"
 		t.Run(mode, func(t *testing.T) {
 			s := newQuickSandbox(t)
-			l1 := losetup(t, s.file("l1.img", 4096*512), "")
-			l2 := losetup(t, s.file("l2.img", 4096*512), "")
+			l1 := attachLoop(t, s.file("l1.img", 4096*512), "")
+			l2 := attachLoop(t, s.file("l2.img", 4096*512), "")
 			s.run("create", "s", "--table", fmt.Sprintf("0 8192 striped 2 8 %s 0 %s 0", l1, l2))
 			s.run("create", "top", "--table", "0 8192 linear s 0")
 			c := s.cmd("write", "top", "--sector", "0")
@@ -427,8 +427,12 @@ func TestLoopReattachedElsewhere(t *testing.T) {
 				// waits for it to let go (the loop driver's autoclear), as
 				// one under a kernel dm table does: the surprise removal
 				// this test makes needs a daemon that does not hold.
-				s.startDaemon("--rescan", "1h", "--no-hold")
-				w = s.watch("top")
+				d := s.startDaemon("--rescan", "1h", "--no-hold")
+				w = s.watch("--since", "0", "top") // from the log's start: the watcher may subscribe after the detach
+				// The daemon listens before its uevent listener runs: let
+				// it start, or the detach's uevent may come before it.
+				pollUntil(t, 10*time.Second, "the daemon serving", func() bool { return strings.Contains(daemonLogs(d), "serving on") })
+				time.Sleep(300 * time.Millisecond)
 			}
 			old := devnoOf(t, l1)
 			detach(t, l1)
@@ -444,13 +448,10 @@ func TestLoopReattachedElsewhere(t *testing.T) {
 			// comes back elsewhere. Another process may have taken the
 			// number since: it is held either way.
 			held := false
-			if out, err := exec.Command("losetup", l1, s.file("other.img", 4096*512)).CombinedOutput(); err == nil {
+			if attachLoop(t, s.file("other.img", 4096*512), l1) != "" {
 				held = true
-				t.Cleanup(func() { exec.Command("losetup", "-d", l1).Run() })
-			} else {
-				t.Logf("losetup %s: %v %s (someone else holds it)", l1, err, out)
 			}
-			l3 := losetup(t, s.path("l1.img"), "")
+			l3 := attachLoop(t, s.path("l1.img"), "")
 			now := devnoOf(t, l3)
 			if now == old {
 				t.Fatalf("re-attached at the same number %s", now)
@@ -528,6 +529,36 @@ func TestLoopReattachedElsewhere(t *testing.T) {
 	}
 }
 
+// attachLoop attaches file to a free loop device, or to dev (returning ""
+// when dev is taken: other processes use loop devices too). At the end of
+// the test it detaches the loop devices backed by file, whatever their
+// numbers are by then, and never a number that may be someone else's now.
+func attachLoop(tb testing.TB, file, dev string) string {
+	tb.Helper()
+	args := []string{"-f", "--show", file}
+	if dev != "" {
+		args = []string{dev, file}
+	}
+	out, err := exec.Command("losetup", args...).CombinedOutput()
+	if err != nil {
+		if dev != "" {
+			tb.Logf("losetup %s: %v %s (someone else holds it)", dev, err, out)
+			return ""
+		}
+		tb.Fatalf("losetup %v: %v\n%s", args, err, out)
+	}
+	if dev == "" {
+		dev = strings.TrimSpace(string(out))
+	}
+	tb.Cleanup(func() {
+		out, _ := exec.Command("losetup", "-n", "-O", "NAME", "-j", file).Output()
+		for _, d := range strings.Fields(string(out)) {
+			exec.Command("losetup", "-d", d).Run()
+		}
+	})
+	return dev
+}
+
 func devnoOf(t *testing.T, node string) string {
 	t.Helper()
 	var st syscall.Stat_t
@@ -551,12 +582,7 @@ func fakePmem(tb testing.TB, dir string, sectors int64) (env []string, badblocks
 	if err := os.Truncate(img, sectors*512); err != nil {
 		tb.Fatal(err)
 	}
-	out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("losetup: %v\n%s", err, out)
-	}
-	loop := strings.TrimSpace(string(out))
-	tb.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+	loop := attachLoop(tb, img, "")
 	var st syscall.Stat_t
 	if err := syscall.Stat(loop, &st); err != nil {
 		tb.Fatal(err)
@@ -614,7 +640,7 @@ func TestBadblocksWriteSeenSoon(t *testing.T) {
 	s.env = append(s.env, env...)
 	s.startDaemon()
 	s.run("create", "p", "--table", "0 4096 linear "+node+" 100")
-	w := s.watch("p")
+	w := s.watch("--since", "0", "p")
 	time.Sleep(300 * time.Millisecond) // the file's baseline is read
 	appendLine(t, bb, "150 2")
 	ev := w.wait(t, 10*time.Second, "media-error", func(e event) bool { return e.Kind == "media-error" && e.Device == "p" })
@@ -732,4 +758,25 @@ func BenchmarkBadblocksWriteLatency(b *testing.B) {
 	b.ReportMetric(ms(worst), "ms/seen-max")
 	b.ReportMetric(ms(cli), "ms/cli")
 	b.ReportMetric(float64(mean)/float64(cli), "x-cli")
+}
+
+// TestGrownLeafUsable: a leaf that grew is no shrunk leaf: its new
+// sectors can back a new table, and nothing is degraded.
+func TestGrownLeafUsable(t *testing.T) {
+	s := newQuickSandbox(t)
+	a := s.file("a.img", 1024*512)
+	s.run("create", "s", "--table", "0 1024 linear "+a+" 0")
+	if err := os.Truncate(a, 2048*512); err != nil {
+		t.Fatal(err)
+	}
+	s.run("create", "t", "--table", "0 1024 linear "+a+" 1024")
+	if ls := s.run("ls"); strings.Contains(ls, "degraded") {
+		t.Errorf("ls: %s", ls)
+	}
+	if out := s.run("rescan"); out != "" {
+		t.Errorf("rescan: %q", out)
+	}
+	if r := s.tryRun("read", "t", "--sector", "1023", "--count", "1"); r.code != 0 {
+		t.Errorf("read t 1023: %+v", r)
+	}
 }
