@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // sandbox is a database, a socket and leaves in a temporary directory.
@@ -374,39 +372,16 @@ var _ = context.Background
 func TestDaemonFakeSysfsBadblocks(t *testing.T) {
 	requireRoot(t)
 	s := newSandbox(t)
-	sys, dev := s.path("sys"), s.path("dev")
 	const sectors = 262144
-	loop := losetup(t, s.file("nv1.img", sectors*512), "")
-	var st syscall.Stat_t
-	if err := syscall.Stat(loop, &st); err != nil {
+	dir := s.path("fake")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ma, mi := unix.Major(st.Rdev), unix.Minor(st.Rdev)
-	devno := fmt.Sprintf("%d:%d", ma, mi)
-	files := map[string]string{
-		"dev/block/" + devno + "/uevent":  fmt.Sprintf("MAJOR=%d\nMINOR=%d\nDEVNAME=pmem7\nDEVTYPE=disk\n", ma, mi),
-		"dev/block/" + devno + "/size":    fmt.Sprint(sectors),
-		"dev/block/" + devno + "/diskseq": "4242",
-		"block/pmem7/badblocks":           "",
-	}
-	for name, body := range files {
-		p := filepath.Join(sys, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.MkdirAll(dev, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mknod(filepath.Join(dev, "pmem7"), syscall.S_IFBLK|0o600, int(st.Rdev)); err != nil {
-		t.Fatal(err)
-	}
-	s.env = append(s.env, "DAXSTACK_SYSFS="+sys, "DAXSTACK_DEVDIR="+dev)
+	env, badblocks, node := fakePmem(t, dir, sectors)
+	devno := devnoOf(t, node)
+	s.env = append(s.env, env...)
 	nv0 := s.file("nv0.img", sectors*512)
-	s.run("create", "s0", "--table", fmt.Sprintf("0 2048 striped 2 8 %s 64 %s 128", nv0, filepath.Join(dev, "pmem7")))
+	s.run("create", "s0", "--table", fmt.Sprintf("0 2048 striped 2 8 %s 64 %s 128", nv0, node))
 	s.run("create", "top", "--table", "0 1000 linear s0 24")
 	if out := s.run("table", "s0"); !strings.Contains(out, " "+devno+" 128") {
 		t.Fatalf("the fake pmem prints as its device number: %s", out)
@@ -415,12 +390,7 @@ func TestDaemonFakeSysfsBadblocks(t *testing.T) {
 	w := s.watch("top")
 	time.Sleep(200 * time.Millisecond)
 
-	bb, err := os.OpenFile(filepath.Join(sys, "block/pmem7/badblocks"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bb.WriteString("300 4\n")
-	bb.Close()
+	appendLine(t, badblocks, "300 4")
 	ev := w.wait(t, 5*time.Second, "media-error", func(e event) bool { return e.Kind == "media-error" && e.Device == "top" })
 	if len(ev.Ranges) != 1 || ev.Ranges[0].Offset != 324 || ev.Ranges[0].Length != 4 || ev.Ranges[0].Count > 1 {
 		t.Fatalf("media-error on top: %+v", ev.Ranges)
@@ -433,6 +403,8 @@ func TestDaemonFakeSysfsBadblocks(t *testing.T) {
 	}
 	// The kernel clears badblocks when the sectors are written; here the
 	// fake list is emptied by hand and the daemon reports it cleared.
-	os.WriteFile(filepath.Join(sys, "block/pmem7/badblocks"), nil, 0o644)
+	if err := os.WriteFile(badblocks, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	w.wait(t, 5*time.Second, "cleared", func(e event) bool { return e.Kind == "cleared" && e.Device == "top" })
 }

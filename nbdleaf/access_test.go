@@ -2,16 +2,12 @@ package nbdleaf_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,45 +18,12 @@ import (
 	"github.com/daxstack/daxstack/nbdleaf"
 )
 
-// newUser creates an unprivileged user for the test and removes it after.
+// newUser creates an unprivileged user for the test (testenv.NewUser)
+// and gives its credentials.
 func newUser(t *testing.T) nbdleaf.Cred {
 	t.Helper()
-	testenv.NeedRoot(t)
-	testenv.NeedCommand(t, "useradd")
-	testenv.NeedCommand(t, "userdel")
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "nbdleaf" + hex.EncodeToString(b)
-	var out []byte
-	var err error
-	for try := 0; try < 20; try++ { // another test may hold the passwd lock
-		out, err = exec.Command("useradd", "--system", "--no-create-home", "--user-group",
-			"--shell", "/usr/sbin/nologin", name).CombinedOutput()
-		if err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("useradd: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		for try := 0; try < 20; try++ {
-			if out, err := exec.Command("userdel", name).CombinedOutput(); err == nil {
-				return
-			} else if try == 19 {
-				t.Errorf("userdel %s: %v\n%s", name, err, out)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return nbdleaf.Cred{UID: uint32(uid), GID: uint32(gid)}
+	u := testenv.NewUser(t, "nbdleaf")
+	return nbdleaf.Cred{UID: u.UID, GID: u.GID}
 }
 
 // connectsAs is the oracle: whether a real process with credentials c
