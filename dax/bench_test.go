@@ -18,6 +18,7 @@ package dax_test
 
 import (
 	"fmt"
+	"github.com/daxstack/daxstack/internal/testenv"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -25,8 +26,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/daxstack/daxstack/dax"
 	"github.com/daxstack/daxstack/stack"
@@ -199,15 +198,6 @@ func (s *benchStack) memcpyTop(buf []byte, o int64, write bool) {
 // memcpy, each reads or writes the same stack in a pool whose compiled
 // maps are off (the per-level walk, levels-*).
 
-// threadTime is the calling thread's CPU time.
-func threadTime() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
-		panic(err)
-	}
-	return time.Duration(ts.Nano())
-}
-
 // BenchmarkSeqRead1MiB reads the top device in consecutive 1 MiB blocks
 // (16 chunks each, 3 mapped levels). Goal: >= 0.97x memcpy. ns/op is the
 // stack's read alone (wall time); the baselines' batches run with the
@@ -252,26 +242,26 @@ func benchSeq(b *testing.B, write bool) {
 	for i, round := 0, 0; i < b.N; i, round = i+batch, round+1 {
 		n := min(batch, b.N-i)
 		third := func(k int) int { return (k + round) % 4 * blocks / 4 }
-		t0 := threadTime()
+		t0 := testenv.ThreadTime()
 		for j := range n {
 			devOp(s.top, i+j+third(0))
 		}
-		t1 := threadTime()
+		t1 := testenv.ThreadTime()
 		b.StopTimer()
 		for j := range n {
 			devOp(s.levels, i+j+third(1))
 		}
-		t2 := threadTime()
+		t2 := testenv.ThreadTime()
 		for j := range n {
 			s.memcpyTop(buf, int64((i+j+third(2))%blocks)*block, write)
 		}
-		t3 := threadTime()
+		t3 := testenv.ThreadTime()
 		if !write {
 			for j := range n {
 				s.leafTop(buf, int64((i+j+third(3))%blocks)*block)
 			}
 		}
-		leafT += threadTime() - t3
+		leafT += testenv.ThreadTime() - t3
 		b.StartTimer()
 		t[0] += t1 - t0
 		t[1] += t2 - t1
@@ -321,7 +311,7 @@ func BenchmarkRandRead4KiB(b *testing.B) {
 		var n int64
 		for more := true; more; {
 			k := 0
-			t0 := threadTime()
+			t0 := testenv.ThreadTime()
 			for ; k < batch; k++ {
 				if more = pb.Next(); !more {
 					break
@@ -331,20 +321,20 @@ func BenchmarkRandRead4KiB(b *testing.B) {
 					return
 				}
 			}
-			t1 := threadTime()
+			t1 := testenv.ThreadTime()
 			for range k {
 				if _, err := s.levels.ReadAt(buf, int64(r.Uint64N(blocks))*block); err != nil {
 					b.Error(err)
 					return
 				}
 			}
-			t2 := threadTime()
+			t2 := testenv.ThreadTime()
 			for range k {
 				s.memcpyTop(buf, int64(r.Uint64N(blocks))*block, false)
 			}
 			t[0] += t1 - t0
 			t[1] += t2 - t1
-			t[2] += threadTime() - t2
+			t[2] += testenv.ThreadTime() - t2
 			n += int64(k)
 		}
 		for i := range t {
@@ -385,28 +375,28 @@ func BenchmarkHotRead4KiB(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i += batch {
 		n := min(batch, b.N-i)
-		tl := threadTime()
+		tl := testenv.ThreadTime()
 		for j := range n {
 			s.leafTop(buf, int64((i+j)%8)*block)
 		}
-		t0 := threadTime()
+		t0 := testenv.ThreadTime()
 		leafT += t0 - tl
 		for j := range n {
 			if _, err := s.top.ReadAt(buf, int64((i+j)%8)*block); err != nil {
 				b.Fatal(err)
 			}
 		}
-		t1 := threadTime()
+		t1 := testenv.ThreadTime()
 		for j := range n {
 			if _, err := s.levels.ReadAt(buf, int64((i+j)%8)*block); err != nil {
 				b.Fatal(err)
 			}
 		}
-		t2 := threadTime()
+		t2 := testenv.ThreadTime()
 		for j := range n {
 			s.memcpyTop(buf, int64((i+j)%8)*block, false)
 		}
-		t3 := threadTime()
+		t3 := testenv.ThreadTime()
 		t[0] += t1 - t0
 		t[1] += t2 - t1
 		t[2] += t3 - t2

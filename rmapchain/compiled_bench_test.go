@@ -9,9 +9,6 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/daxstack/daxstack/internal/testenv"
 	"github.com/daxstack/daxstack/rmapchain"
@@ -40,7 +37,7 @@ func BenchmarkCompiledRmap8Sectors3Levels(b *testing.B) {
 				}
 			}
 			mask := len(rl.srcs) - 1
-			idx, prop := turns(b, 1024,
+			idx, prop := testenv.Turns(b, 1024,
 				func(i int) { sinkMap = rev.Propagate(rl.srcs[i&mask], nil) },
 				func(i int) { sinkMap = rmapchain.Propagate(rl.g, rl.srcs[i&mask], nil) })
 			b.ReportMetric(idx, "index-ns/op")
@@ -87,42 +84,6 @@ func BenchmarkCompiledReverseBuild(b *testing.B) {
 			b.ReportMetric(testenv.NsPerOp(b)/graph, "x-of-graph")
 		})
 	}
-}
-
-// turns runs a and base in alternating rounds of batch operations, b.N
-// rounds in all, and returns the ns per operation of each in the thread's
-// CPU time.
-func turns(b *testing.B, batch int, a, base func(i int)) (aNs, baseNs float64) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var ta, tb time.Duration
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t0 := threadTime()
-		for j := range batch {
-			a(i*batch + j)
-		}
-		t1 := threadTime()
-		for j := range batch {
-			base(i*batch + j)
-		}
-		ta += t1 - t0
-		tb += threadTime() - t1
-	}
-	b.StopTimer()
-	n := float64(b.N) * float64(batch)
-	return float64(ta.Nanoseconds()) / n, float64(tb.Nanoseconds()) / n
-}
-
-// threadTime returns the calling thread's CPU time (the caller has locked
-// its goroutine to the thread).
-func threadTime() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
-		panic(err)
-	}
-	return time.Duration(ts.Nano())
 }
 
 // heapNow returns the live heap after a collection.

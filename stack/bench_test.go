@@ -234,7 +234,7 @@ func benchMap3(b *testing.B, n int) {
 	// Eight rounds (the walk is 10 to 50 times slower than the lookup, so
 	// as many rounds as the lookup's own loop had would take minutes).
 	rounds := 8
-	compiled, walk := pairedTurns(rounds, 1<<16,
+	compiled, walk := testenv.TurnsAfter(rounds, 1<<16,
 		func(i int) { sinkDev, sinkSector = resolveFast(c, q[i&mask]) },
 		func(i int) { sinkDev, sinkSector = resolveFind(top, q[i&mask]) })
 	b.ReportMetric(walk, "walk-ns/op")

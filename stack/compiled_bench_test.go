@@ -6,12 +6,11 @@ package stack_test
 
 import (
 	"fmt"
+	"github.com/daxstack/daxstack/internal/testenv"
 	"math/bits"
 	"runtime"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/daxstack/daxstack/stack"
 	"github.com/daxstack/daxstack/stack/stacktest"
@@ -84,7 +83,7 @@ func benchCompiledMap3Levels(b *testing.B, only string) {
 						b.Fatalf("sector %d: walk gives %s:%d, compiled %v:%d", s, d1.Name(), s1, d2, s2)
 					}
 				}
-				compiled, walk := turns(b, 1<<16,
+				compiled, walk := testenv.Turns(b, 1<<16,
 					func(i int) { sinkDev, sinkSector = resolveFast(c, next(i)) },
 					func(i int) { sinkDev, sinkSector = resolveFind(top, next(i)) })
 				b.ReportMetric(compiled, "compiled-ns/op")
@@ -93,32 +92,6 @@ func benchCompiledMap3Levels(b *testing.B, only string) {
 			})
 		}
 	}
-}
-
-// turns runs a and base in alternating rounds of batch operations, b.N
-// rounds in all, and returns the ns per operation of each in the thread's
-// CPU time (b's own ns/op is a round of both).
-func turns(b *testing.B, batch int, a, base func(i int)) (aNs, baseNs float64) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var ta, tb time.Duration
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t0 := threadTime()
-		for j := range batch {
-			a(i*batch + j)
-		}
-		t1 := threadTime()
-		for j := range batch {
-			base(i*batch + j)
-		}
-		ta += t1 - t0
-		tb += threadTime() - t1
-	}
-	b.StopTimer()
-	n := float64(b.N) * float64(batch)
-	return float64(ta.Nanoseconds()) / n, float64(tb.Nanoseconds()) / n
 }
 
 // BenchmarkCompiledLayouts is how the compiled map's layout was chosen:
@@ -155,18 +128,18 @@ func BenchmarkCompiledLayouts(b *testing.B) {
 		for kk := range alts {
 			k := (kk + i) % len(alts) // each round starts with another, so none always follows the same one
 			a := alts[k]
-			t0 := threadTime()
+			t0 := testenv.ThreadTime()
 			for range batch {
 				sinkSector = a.Find(r.next())
 			}
-			t1 := threadTime()
+			t1 := testenv.ThreadTime()
 			var prev uint64
 			for range batch {
 				prev = a.Find(r.next() + prev&zeroMask)
 			}
 			sinkSector = prev
 			free[k] += t1 - t0
-			dep[k] += threadTime() - t1
+			dep[k] += testenv.ThreadTime() - t1
 		}
 	}
 	b.StopTimer()
@@ -230,7 +203,7 @@ func BenchmarkCompiledBuild(b *testing.B) {
 			tableBytes := heapNow() - h0
 			runtime.KeepAlive(top2)
 			runtime.KeepAlive(maps)
-			build, load := turns(b, 1, func(int) { stack.NewCompiledMaps().Update(top) }, func(int) { loadAll() })
+			build, load := testenv.Turns(b, 1, func(int) { stack.NewCompiledMaps().Update(top) }, func(int) { loadAll() })
 			b.ReportMetric(build/1e6, "build-ms/op")
 			b.ReportMetric(load/1e6, "load-ms/op")
 			b.ReportMetric(build/load, "x-of-load")
@@ -284,22 +257,12 @@ func benchLookup(b *testing.B, top *stack.Device, c *stack.Compiled, next func()
 			b.Fatalf("sector %d: walk gives %s:%d, compiled %v:%d", s, d1.Name(), s1, d2, s2)
 		}
 	}
-	compiled, walk := turns(b, 1<<16,
+	compiled, walk := testenv.Turns(b, 1<<16,
 		func(int) { sinkDev, sinkSector = resolveFast(c, next()) },
 		func(int) { sinkDev, sinkSector = resolveFind(top, next()) })
 	b.ReportMetric(compiled, "compiled-ns/op")
 	b.ReportMetric(walk, "walk-ns/op")
 	b.ReportMetric(walk/compiled, "x-vs-walk")
-}
-
-// threadTime returns the calling thread's CPU time (the caller has locked
-// its goroutine to the thread).
-func threadTime() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
-		panic(err)
-	}
-	return time.Duration(ts.Nano())
 }
 
 // randSectors is a cheap stream of uniform random sectors below size
@@ -314,26 +277,4 @@ func (r *randSectors) next() uint64 {
 	r.x ^= r.x >> 27
 	hi, _ := bits.Mul64(r.x*0x2545F4914F6CDD1D, r.size)
 	return hi
-}
-
-// pairedTurns is turns after a benchmark's own loop: rounds rounds of
-// batch operations of each, taking turns, in the thread's CPU time.
-func pairedTurns(rounds, batch int, a, base func(i int)) (aNs, baseNs float64) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var ta, tb time.Duration
-	for i := range rounds {
-		t0 := threadTime()
-		for j := range batch {
-			a(i*batch + j)
-		}
-		t1 := threadTime()
-		for j := range batch {
-			base(i*batch + j)
-		}
-		ta += t1 - t0
-		tb += threadTime() - t1
-	}
-	n := float64(rounds) * float64(batch)
-	return float64(ta.Nanoseconds()) / n, float64(tb.Nanoseconds()) / n
 }

@@ -16,6 +16,7 @@ package stack_test
 
 import (
 	"fmt"
+	"github.com/daxstack/daxstack/internal/testenv"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -287,24 +288,24 @@ func BenchmarkCompiledIORandRead4KiB(b *testing.B) {
 		var n int64
 		for more := true; more; {
 			k := 0
-			t0 := threadTime()
+			t0 := testenv.ThreadTime()
 			for ; k < 64; k++ {
 				if more = pb.Next(); !more {
 					break
 				}
 				mustIO(b)(s.readCompiled(rq, buf, int64(r.Uint64N(blocks))*4096))
 			}
-			t1 := threadTime()
+			t1 := testenv.ThreadTime()
 			for range k {
 				mustIO(b)(s.top.ReadAt(buf, int64(r.Uint64N(blocks))*4096))
 			}
-			t2 := threadTime()
+			t2 := testenv.ThreadTime()
 			for range k {
 				s.memcpyTop(buf, int64(r.Uint64N(blocks))*4096)
 			}
 			t[0] += t1 - t0
 			t[1] += t2 - t1
-			t[2] += threadTime() - t2
+			t[2] += testenv.ThreadTime() - t2
 			n += int64(k)
 		}
 		for i := range t {
@@ -353,11 +354,11 @@ func alternate(b *testing.B, runs []func(int), bytes int64, batch int) {
 	for i := 0; i < b.N; i += batch {
 		n := min(batch, b.N-i)
 		for k, run := range runs {
-			t0 := threadTime()
+			t0 := testenv.ThreadTime()
 			for j := range n {
 				run(i + j)
 			}
-			t[k] += threadTime() - t0
+			t[k] += testenv.ThreadTime() - t0
 		}
 	}
 	b.StopTimer()
