@@ -109,6 +109,8 @@ func TestFstestsFlakeyDropWrites(t *testing.T) {
 	s.reloadTable("fl", up)
 	if out, err := exec.Command("e2fsck", "-fn", dev).CombinedOutput(); err != nil {
 		t.Errorf("e2fsck -fn after the dropped writes: %v\n%s", err, out)
+	} else {
+		t.Logf("e2fsck -fn after the dropped writes:\n%s", out)
 	}
 	mountFS(t, dev, mnt)
 	if got, err := os.ReadFile(filepath.Join(mnt, "first")); err != nil {
