@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // fstestsLeafSectors is the size of the leaf under the fstests flows:
@@ -130,9 +131,10 @@ func TestFstestsFlakeyDropWrites(t *testing.T) {
 // common/dmdust on ext4: dust in bypass under a filesystem, a block under
 // a file added to the list, read failures enabled, the file's read
 // failing with EIO once the page cache is dropped; the list as the
-// kernel replies it, the block a bad range of the device while enabled;
+// kernel replies it, the block a bad range of the device while enabled
+// (badblocks, a media-error event on enable, none while bypassed);
 // a direct write through the filesystem over that block clears it and
-// the file reads again with its contents.
+// the file reads again with its contents (a cleared event, no bad range).
 func TestFstestsDustBadBlock(t *testing.T) {
 	s := newExportSandbox(t, "mkfs.ext4", "e2fsck", "filefrag", "dd")
 	leaf := s.file("leaf.img", fstestsLeafSectors*512)
@@ -158,6 +160,7 @@ func TestFstestsDustBadBlock(t *testing.T) {
 	bad := start + 8
 	b := strconv.FormatUint(bad, 10)
 
+	w := s.watch("du")
 	s.run("message", "du", "0", "addbadblock", b)
 	for _, tc := range []struct{ msg, want string }{
 		{"countbadblocks", "countbadblocks: 1 badblock(s) found\n"},
@@ -178,6 +181,15 @@ func TestFstestsDustBadBlock(t *testing.T) {
 	}
 
 	s.run("message", "du", "0", "enable")
+	ev := w.wait(t, 5*time.Second, "media-error", func(e event) bool { return e.Kind == "media-error" && e.Device == "du" })
+	if got := sectors(ev.Ranges); len(got) != 1 || !got[bad] {
+		t.Errorf("media-error on enable: ranges %+v, want sector %d alone", ev.Ranges, bad)
+	}
+	for _, e := range w.all() {
+		if e.Device == "du" && e.Seq < ev.Seq && (e.Kind == "media-error" || e.Kind == "cleared") {
+			t.Errorf("%s event %+v before enable: a bypassed dust has no bad ranges", e.Kind, e)
+		}
+	}
 	if out, want := s.run("badblocks", "du"), b+" 1\n"; out != want {
 		t.Errorf("badblocks du while enabled = %q, want %q", out, want)
 	}
@@ -212,6 +224,10 @@ func TestFstestsDustBadBlock(t *testing.T) {
 		if got := s.run(append([]string{"message", "du", "0"}, strings.Fields(tc.msg)...)...); got != tc.want {
 			t.Errorf("after the clearing write: message du 0 %s = %q, want %q", tc.msg, got, tc.want)
 		}
+	}
+	ev = w.wait(t, 5*time.Second, "cleared", func(e event) bool { return e.Kind == "cleared" && e.Device == "du" })
+	if got := sectors(ev.Ranges); len(got) != 1 || !got[bad] {
+		t.Errorf("cleared on the clearing write: ranges %+v, want sector %d alone", ev.Ranges, bad)
 	}
 	if out := s.run("badblocks", "du"); out != "" {
 		t.Errorf("badblocks du after the clearing write = %q, want none", out)
