@@ -82,7 +82,7 @@ func (s *exportSandbox) reloadTable(name, table string) {
 // write acknowledged and dropped), a second file written and fsynced
 // (the fsync succeeds), unmount; the original table again, the
 // filesystem checks clean and holds the first file with its contents and
-// not the second.
+// not the second. While down, info's health says so and no sector is bad.
 func TestFstestsFlakeyDropWrites(t *testing.T) {
 	s := newExportSandbox(t, "mkfs.ext4", "e2fsck")
 	leaf := s.file("leaf.img", fstestsLeafSectors*512)
@@ -99,6 +99,14 @@ func TestFstestsFlakeyDropWrites(t *testing.T) {
 	writeSynced(t, filepath.Join(mnt, "first"), first)
 
 	s.reloadTable("fl", drop)
+	// A down interval is a time, not a place: health says down, no
+	// sector is bad.
+	if got := s.run("info", "-c", "--noheadings", "-o", "health,bad_sectors", "fl"); got != "down:0\n" {
+		t.Errorf("info -c -o health,bad_sectors fl while down = %q, want %q", got, "down:0\n")
+	}
+	if out := s.run("badblocks", "fl"); out != "" {
+		t.Errorf("badblocks fl while down = %q, want none", out)
+	}
 	frozen := fileSum(t, leaf)
 	second := randomBytes(t, 256<<10)
 	writeSynced(t, filepath.Join(mnt, "second"), second)
@@ -108,6 +116,9 @@ func TestFstestsFlakeyDropWrites(t *testing.T) {
 	}
 
 	s.reloadTable("fl", up)
+	if got := s.run("info", "-c", "--noheadings", "-o", "health", "fl"); got != "ok\n" {
+		t.Errorf("info -c -o health fl after the original table = %q, want ok", got)
+	}
 	if out, err := exec.Command("e2fsck", "-fn", dev).CombinedOutput(); err != nil {
 		t.Errorf("e2fsck -fn after the dropped writes: %v\n%s", err, out)
 	} else {
@@ -132,7 +143,8 @@ func TestFstestsFlakeyDropWrites(t *testing.T) {
 // a file added to the list, read failures enabled, the file's read
 // failing with EIO once the page cache is dropped; the list as the
 // kernel replies it, the block a bad range of the device while enabled
-// (badblocks, a media-error event on enable, none while bypassed);
+// (badblocks, info's health, a media-error event on enable, none while
+// bypassed);
 // a direct write through the filesystem over that block clears it and
 // the file reads again with its contents (a cleared event, no bad range).
 func TestFstestsDustBadBlock(t *testing.T) {
@@ -190,6 +202,9 @@ func TestFstestsDustBadBlock(t *testing.T) {
 			t.Errorf("%s event %+v before enable: a bypassed dust has no bad ranges", e.Kind, e)
 		}
 	}
+	if got := s.run("info", "-c", "--noheadings", "-o", "health,bad_sectors", "du"); got != "bad:1\n" {
+		t.Errorf("info -c -o health,bad_sectors du while enabled = %q, want %q", got, "bad:1\n")
+	}
 	if out, want := s.run("badblocks", "du"), b+" 1\n"; out != want {
 		t.Errorf("badblocks du while enabled = %q, want %q", out, want)
 	}
@@ -228,6 +243,9 @@ func TestFstestsDustBadBlock(t *testing.T) {
 	ev = w.wait(t, 5*time.Second, "cleared", func(e event) bool { return e.Kind == "cleared" && e.Device == "du" })
 	if got := sectors(ev.Ranges); len(got) != 1 || !got[bad] {
 		t.Errorf("cleared on the clearing write: ranges %+v, want sector %d alone", ev.Ranges, bad)
+	}
+	if got := s.run("info", "-c", "--noheadings", "-o", "health,bad_sectors", "du"); got != "ok:0\n" {
+		t.Errorf("info -c -o health,bad_sectors du after the clearing write = %q, want %q", got, "ok:0\n")
 	}
 	if out := s.run("badblocks", "du"); out != "" {
 		t.Errorf("badblocks du after the clearing write = %q, want none", out)
