@@ -106,6 +106,14 @@ type Hooks struct {
 	// none), for info. It is called with the engine's lock held and
 	// must not call the engine.
 	BlockDev func(device string) string
+	// Users counts the users of a device's exports that the engine does
+	// not see itself (filesystems mounted from its block device, devices
+	// stacked on it in sysfs, opens of its device file, NBD
+	// connections), for info's Open count, as the kernel's open count
+	// includes a mount. Called with the engine's lock held; must not call
+	// the engine, and must not probe (no exclusive open, which a mount
+	// racing with info would meet as EBUSY).
+	Users func(device string) int
 	// Export tells whether a reference in a table (a path, major:minor,
 	// an NBD URI) names one of the daemon's own exports, and of which
 	// device: such a table is refused, since its I/O would leave through
@@ -132,6 +140,14 @@ func (e *Engine) settle(ctx context.Context) {
 	if h := e.getHooks(); h.Settle != nil {
 		h.Settle(ctx)
 	}
+}
+
+// exportUsers counts the users of device's exports, if a hook says.
+func (e *Engine) exportUsers(device string) int {
+	if h := e.getHooks(); h.Users != nil {
+		return h.Users(device)
+	}
+	return 0
 }
 
 // blockDev names the block device exporting device, if a hook says.

@@ -65,7 +65,7 @@ func (e *Engine) deviceInfo(d *stack.Device) DeviceInfo {
 		Events: d.EventNr(), Size: d.Size(), Holder: e.pool.Holder(d.Dev()),
 		ReadOnly: d.ReadOnly(), Deferred: e.devs[d.Name()].DeferredRemove,
 	}
-	in.Open = len(e.pool.Users(d.Dev())) + d.OpenCount()
+	in.Open = len(e.pool.Users(d.Dev())) + d.OpenCount() + e.exportUsers(d.Name())
 	if in.Holder != "" {
 		in.Open++
 	}

@@ -94,6 +94,11 @@ func TestFstestsFlakeyDropWrites(t *testing.T) {
 	sh(t, "mkfs.ext4", "-q", "-F", dev)
 	mnt := s.path("mnt")
 	mountFS(t, dev, mnt)
+	// A mounted filesystem is a user of the device, as in the kernel's
+	// open count (lvm2 orders its teardown by it).
+	if open := strings.TrimSpace(s.run("info", "-c", "--noheadings", "-o", "open", "fl")); open != "1" {
+		t.Errorf("open count of fl mounted: %q, want 1", open)
+	}
 
 	first := randomBytes(t, 256<<10)
 	writeSynced(t, filepath.Join(mnt, "first"), first)
@@ -111,6 +116,9 @@ func TestFstestsFlakeyDropWrites(t *testing.T) {
 	second := randomBytes(t, 256<<10)
 	writeSynced(t, filepath.Join(mnt, "second"), second)
 	umountFS(t, mnt)
+	if open := strings.TrimSpace(s.run("info", "-c", "--noheadings", "-o", "open", "fl")); open != "0" {
+		t.Errorf("open count of fl unmounted: %q, want 0", open)
+	}
 	if fileSum(t, leaf) != frozen {
 		t.Errorf("the leaf changed while flakey dropped every write")
 	}

@@ -111,6 +111,31 @@ func (m *Manager) usage(e *export) (Usage, error) {
 	return u, nil
 }
 
+// Openers counts the users of name's block device that can be seen
+// without probing: filesystems mounted from it, devices stacked on it
+// (sysfs holders) and clients' opens of its device file. An exclusive
+// opener that is none of these is seen only by Usage's probe. It takes
+// only the index lock, so the engine may call it with its own lock held.
+func (m *Manager) Openers(name string) (int, error) {
+	e := m.get(name)
+	if e == nil {
+		return 0, fmt.Errorf("block device of %s: %w", name, ErrNotFound)
+	}
+	mounts, err := linux.MountsOf(e.Loop.Dev)
+	if err != nil {
+		return 0, err
+	}
+	n := len(mounts)
+	if h, err := linux.Holders(e.Loop.Dev); err == nil {
+		n += len(h)
+	}
+	files, err := m.fs.Users(e.Name)
+	if err != nil && !errors.Is(err, devfs.ErrNotFound) {
+		return 0, err
+	}
+	return n + files, nil
+}
+
 // Claim holds the block device of name open with O_EXCL until Unclaim (or
 // Remove): while a table above uses the device, its block device can't be
 // mounted or opened exclusively. A device in use is refused with a

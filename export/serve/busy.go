@@ -60,6 +60,27 @@ func (x *Exports) watchBusy() {
 	}
 }
 
+// users is the engine's Users hook: the users of name's exports that info
+// counts in Open (NBD connections, mounts, holders, device-file opens).
+func (x *Exports) users(name string) int {
+	d := x.lookup(name)
+	if d == nil {
+		return 0
+	}
+	n := d.nbdConns()
+	switch {
+	case x.bd != nil:
+		if k, err := x.bd.Openers(name); err == nil {
+			n += k
+		}
+	case x.fs != nil:
+		if k, err := x.fs.Users(name); err == nil {
+			n += k
+		}
+	}
+	return n
+}
+
 // inUse reports whether anything the engine can't see uses name's export.
 func (x *Exports) inUse(name string) bool {
 	d := x.lookup(name)

@@ -109,6 +109,7 @@ func Start(eng *control.Engine, o Options) (*Exports, error) {
 		Thaw:         x.thaw,
 		Settle:       x.settle,
 		BlockDev:     x.blockDevName,
+		Users:        x.users,
 		Export:       x.resolve,
 	})
 	x.mu.Lock()
