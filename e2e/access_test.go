@@ -66,16 +66,7 @@ func TestDaemonAccess(t *testing.T) {
 		t.Fatalf("database mode %o (%v), want 0600", st.Mode&0o777, err)
 	}
 
-	// Subtests run one after the other on the same sandbox.
-	sub := func(name string, fn func(t *testing.T)) {
-		t.Run(name, func(t *testing.T) {
-			parent := s.t
-			s.t = t
-			defer func() { s.t = parent }()
-			fn(t)
-		})
-	}
-	sub("primary group", func(t *testing.T) {
+	s.sub("primary group", func(t *testing.T) {
 		cred := &syscall.Credential{Uid: nobody, Gid: testGid}
 		for _, args := range [][]string{
 			{"create", "g1", "--table", "0 8 zero"},
@@ -89,7 +80,7 @@ func TestDaemonAccess(t *testing.T) {
 			t.Errorf("badblocks top after the group's inject: %q", out)
 		}
 	})
-	sub("supplementary group", func(t *testing.T) {
+	s.sub("supplementary group", func(t *testing.T) {
 		cred := &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{testGid}}
 		for _, args := range [][]string{
 			{"create", "g2", "--table", "0 8 zero"},
@@ -106,7 +97,7 @@ func TestDaemonAccess(t *testing.T) {
 	})
 
 	stranger := &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}
-	sub("reader", func(t *testing.T) {
+	s.sub("reader", func(t *testing.T) {
 		if err := os.Chmod(sock, 0o666); err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +144,7 @@ func TestDaemonAccess(t *testing.T) {
 			t.Errorf("tables changed:\n%s\nwas\n%s", after, before)
 		}
 	})
-	sub("no connection", func(t *testing.T) {
+	s.sub("no connection", func(t *testing.T) {
 		sum := s.dbChecksum()
 		for _, args := range [][]string{{"ls"}, {"create", "g4", "--table", "0 8 zero"}} {
 			r := s.runAs(stranger, args...)

@@ -45,6 +45,17 @@ func (s *sandbox) cmd(args ...string) *exec.Cmd {
 }
 
 // run runs daxstack and returns its stdout; it fails the test on error.
+// sub runs fn as a subtest on the same sandbox, which reports to the
+// subtest while it runs (subtests run one after the other).
+func (s *sandbox) sub(name string, fn func(t *testing.T)) {
+	s.t.Run(name, func(t *testing.T) {
+		parent := s.t
+		s.t = t
+		defer func() { s.t = parent }()
+		fn(t)
+	})
+}
+
 func (s *sandbox) run(args ...string) string {
 	s.t.Helper()
 	var out, errb bytes.Buffer

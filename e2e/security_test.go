@@ -89,17 +89,9 @@ func TestPeerLeafAccess(t *testing.T) {
 	sock := s.path("daxstack.sock")
 
 	secretState := testenv.StateOf(t, secret)
-	sub := func(name string, fn func(t *testing.T)) {
-		t.Run(name, func(t *testing.T) {
-			parent := s.t
-			s.t = t
-			defer func() { s.t = parent }()
-			fn(t)
-		})
-	}
 
 	// Item 1: a member of the group names a root-only file.
-	sub("member over a root-only file", func(t *testing.T) {
+	s.sub("member over a root-only file", func(t *testing.T) {
 		worked(t, s.runAs(member, "create", "e0", "--table", "0 8 zero"), "create e0 by a member")
 		sum := s.dbChecksum()
 		for _, args := range [][]string{
@@ -130,7 +122,7 @@ func TestPeerLeafAccess(t *testing.T) {
 
 	// A major:minor reference is checked on its device node: a loop device
 	// (root:disk 0660) over the secret.
-	sub("member over a root-only device node", func(t *testing.T) {
+	s.sub("member over a root-only device node", func(t *testing.T) {
 		testenv.NeedCommand(t, "losetup")
 		loop := losetup(t, secret, "")
 		var st unix.Stat_t
@@ -155,7 +147,7 @@ func TestPeerLeafAccess(t *testing.T) {
 
 	// Item 2: the socket opened to everyone; a stranger reads reports, not
 	// data.
-	sub("stranger on an open socket", func(t *testing.T) {
+	s.sub("stranger on an open socket", func(t *testing.T) {
 		if err := os.Chmod(sock, 0o666); err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +172,7 @@ func TestPeerLeafAccess(t *testing.T) {
 
 	// What the group may do: read and write every mapped device, the ones
 	// root made included.
-	sub("member reads a mapped device", func(t *testing.T) {
+	s.sub("member reads a mapped device", func(t *testing.T) {
 		r := s.runAs(member, "read", "rootdev", "--sector", "0")
 		if r.code != 0 || !bytes.HasPrefix([]byte(r.out), secretBytes) {
 			t.Errorf("a member reads rootdev: exit %d, %q, %s", r.code, r.out, r.err)
@@ -188,7 +180,7 @@ func TestPeerLeafAccess(t *testing.T) {
 	})
 
 	// A member's own file: everything works, and the bytes land there.
-	sub("member's own file", func(t *testing.T) {
+	s.sub("member's own file", func(t *testing.T) {
 		worked(t, s.runAs(member, "create", "m1", "--table", "0 8 linear mine/own.img 0"), "create m1 over own.img (relative)")
 		if out := s.run("table", "m1"); !strings.Contains(out, own) {
 			t.Errorf("table m1 = %q, want the member's path %s (relative to the member's directory)", out, own)
@@ -206,7 +198,7 @@ func TestPeerLeafAccess(t *testing.T) {
 	})
 
 	// A leaf the member may only read backs only a read-only device.
-	sub("read-only leaf", func(t *testing.T) {
+	s.sub("read-only leaf", func(t *testing.T) {
 		sum := s.dbChecksum()
 		for _, args := range [][]string{
 			{"create", "pubrw", "--table", "0 8 linear public.img 0"},
