@@ -114,6 +114,13 @@ type Hooks struct {
 	// the engine, and must not probe (no exclusive open, which a mount
 	// racing with info would meet as EBUSY).
 	Users func(device string) int
+	// MayClaim is consulted for every mapped device a table built by a
+	// command uses: as the kernel's dm opens its children exclusively, a
+	// table over a device whose block device is mounted or held
+	// exclusively by someone else is refused (its error, which matches
+	// EBUSY, refuses the command). Called with the engine's lock held;
+	// must not call the engine.
+	MayClaim func(device string) error
 	// Export tells whether a reference in a table (a path, major:minor,
 	// an NBD URI) names one of the daemon's own exports, and of which
 	// device: such a table is refused, since its I/O would leave through
@@ -140,6 +147,30 @@ func (e *Engine) settle(ctx context.Context) {
 	if h := e.getHooks(); h.Settle != nil {
 		h.Settle(ctx)
 	}
+}
+
+// checkClaims refuses a table built by this command (not in before) that
+// uses a mapped device the MayClaim hook says is in use.
+func (e *Engine) checkClaims(before map[*stack.Table]bool) error {
+	h := e.getHooks()
+	if h.MayClaim == nil {
+		return nil
+	}
+	for _, d := range e.pool.Devices() {
+		for _, t := range []*stack.Table{d.Active(), d.Inactive()} {
+			if t == nil || before[t] {
+				continue
+			}
+			for _, c := range t.Devs() {
+				if md := c.Mapped(); md != nil {
+					if err := h.MayClaim(md.Name()); err != nil {
+						return opErr("reload", d.Name(), d, err)
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // exportUsers counts the users of device's exports, if a hook says.

@@ -102,16 +102,17 @@ func (e *Engine) lockedFor(ctx context.Context, fn func() error) error {
 }
 
 // runFor is run, with the command running for ctx's peer: its leaves are
-// checked as they are opened, and at the end no writable device of a
-// table the command built may rest on what the peer may only read.
+// checked as they are opened, and at the end no table the command built
+// may use a mapped device in use outside daxstack (checkClaims), nor may
+// a writable one rest on what the peer may only read.
 func (e *Engine) runFor(ctx context.Context, fn func() error) error {
-	if _, ok := PeerOf(ctx); !ok {
-		return e.run(fn)
-	}
 	return e.locked(e.forPeer(ctx, func() error {
 		before := e.tablesNow()
 		return e.mutate(func() error {
 			if err := fn(); err != nil {
+				return err
+			}
+			if err := e.checkClaims(before); err != nil {
 				return err
 			}
 			return e.checkWritable(before)

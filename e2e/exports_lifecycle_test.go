@@ -152,6 +152,22 @@ func TestExportsClaimsAndLoops(t *testing.T) {
 		unix.Close(fd)
 	}
 
+	// A device whose block device is mounted cannot go under a table, as
+	// the kernel's dm cannot open such a child exclusively: refused
+	// (EBUSY, naming the mount), changing nothing.
+	mnt := s.path("mnt")
+	mountFS(t, s.link("low"), mnt)
+	_, stderr, err := s.tryRun("create", "up2", "--table", "0 65536 linear low 0")
+	if err == nil || !strings.Contains(stderr, "in use") || !strings.Contains(stderr, mnt) {
+		t.Errorf("a table over a mounted device: err %v, stderr %q", err, stderr)
+	}
+	if _, _, err := s.tryRun("info", "up2"); err == nil {
+		t.Errorf("the refused create left device up2 behind")
+	}
+	umountFS(t, mnt)
+	s.run("create", "up2", "--table", "0 65536 linear low 0")
+	s.run("remove", "up2")
+
 	loop, _ := filepath.EvalSymlinks(s.link("low"))
 	var st unix.Stat_t
 	unix.Stat(loop, &st)

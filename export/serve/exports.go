@@ -110,6 +110,7 @@ func Start(eng *control.Engine, o Options) (*Exports, error) {
 		Settle:       x.settle,
 		BlockDev:     x.blockDevName,
 		Users:        x.users,
+		MayClaim:     x.mayClaim,
 		Export:       x.resolve,
 	})
 	x.mu.Lock()
