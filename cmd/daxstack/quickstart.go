@@ -64,8 +64,13 @@ func quickstart(c *cli.Context, dir string) error {
 		shown := make([]string, len(args))
 		for i, a := range args {
 			shown[i] = strings.ReplaceAll(a, dir+"/", "")
-			if strings.ContainsAny(shown[i], " \n") {
-				shown[i] = "'" + strings.ReplaceAll(shown[i], "\n", "\\n") + "'"
+			switch {
+			case strings.Contains(shown[i], "\n"):
+				// bash's $'...', so that the line works when pasted (in
+				// '...' a \n stays a backslash and an n)
+				shown[i] = "$'" + strings.ReplaceAll(shown[i], "\n", "\\n") + "'"
+			case strings.Contains(shown[i], " "):
+				shown[i] = "'" + shown[i] + "'"
 			}
 		}
 		fmt.Fprintf(w, "$ daxstack %s\n", strings.Join(shown, " "))
