@@ -307,33 +307,19 @@ func (b *cbuild) importRef(cm *Compiled, ref uint32) uint32 {
 	return ref
 }
 
-func (b *cbuild) leafRef(d *Dev) uint32 {
-	if i, ok := b.leafIx[d]; ok {
-		return i
-	}
-	i := b.newRef(len(b.c.leaves))
-	b.leafIx[d] = i
-	b.c.leaves = append(b.c.leaves, d)
-	return i
-}
+func (b *cbuild) leafRef(d *Dev) uint32      { return internRef(b, b.leafIx, &b.c.leaves, d) }
+func (b *cbuild) mapRef(m *Compiled) uint32  { return internRef(b, b.mapIx, &b.c.maps, m) }
+func (b *cbuild) patRef(p *stripePat) uint32 { return internRef(b, b.patIx, &b.c.pats, p) }
 
-func (b *cbuild) mapRef(m *Compiled) uint32 {
-	if i, ok := b.mapIx[m]; ok {
+// internRef returns v's ref in the table list, adding v to it the first
+// time (ix remembers each value's ref).
+func internRef[T comparable](b *cbuild, ix map[T]uint32, list *[]T, v T) uint32 {
+	if i, ok := ix[v]; ok {
 		return i
 	}
-	i := b.newRef(len(b.c.maps))
-	b.mapIx[m] = i
-	b.c.maps = append(b.c.maps, m)
-	return i
-}
-
-func (b *cbuild) patRef(p *stripePat) uint32 {
-	if i, ok := b.patIx[p]; ok {
-		return i
-	}
-	i := b.newRef(len(b.c.pats))
-	b.patIx[p] = i
-	b.c.pats = append(b.c.pats, p)
+	i := b.newRef(len(*list))
+	ix[v] = i
+	*list = append(*list, v)
 	return i
 }
 

@@ -214,35 +214,25 @@ func Parse(expr string, fields []Field) (*Selection, error) {
 	return &Selection{root: root}, nil
 }
 
-func (p *parser) or(s string) (node, string, bool) {
-	var set orNode
-	for {
-		n, rest, ok := p.and(s)
-		if !ok {
-			return nil, s, false
-		}
-		set = append(set, n)
-		op, after := tokLog(rest, opOr)
-		if op == 0 {
-			if len(set) == 1 {
-				return set[0], rest, true
-			}
-			return set, rest, true
-		}
-		s = after
-	}
-}
+func (p *parser) or(s string) (node, string, bool) { return chainOf[orNode](s, p.and, opOr) }
 
-func (p *parser) and(s string) (node, string, bool) {
-	var set andNode
+func (p *parser) and(s string) (node, string, bool) { return chainOf[andNode](s, p.term, opAnd) }
+
+// chainOf reads one or more of next joined by the logical operator op: a
+// single operand stands for itself, more make a node of kind N.
+func chainOf[N interface {
+	~[]node
+	node
+}](s string, next func(string) (node, string, bool), op logOp) (node, string, bool) {
+	var set N
 	for {
-		n, rest, ok := p.term(s)
+		n, rest, ok := next(s)
 		if !ok {
 			return nil, s, false
 		}
 		set = append(set, n)
-		op, after := tokLog(rest, opAnd)
-		if op == 0 {
+		found, after := tokLog(rest, op)
+		if found == 0 {
 			if len(set) == 1 {
 				return set[0], rest, true
 			}
